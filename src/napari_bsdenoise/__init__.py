@@ -1,0 +1,30 @@
+"""napari-bsdenoise: self-supervised blind-spot denoising for microscopy and camera images.
+
+The public API (napari-free; importable from scripts, the napari console and the CLI)::
+
+    import napari_bsdenoise as bsd
+    model = bsd.train(noisy, axes="YX", seconds=120)      # learn from the noisy data itself
+    clean = bsd.denoise(noisy, model, blind_spot=1)       # any blind spot, no retraining
+    model.save("cells.safetensors"); model = bsd.load_model("cells.safetensors")
+    bsd.estimate_noise_correlation(noisy).summary()
+"""
+
+from ._version import __version__
+from .api import denoise, estimate_noise_correlation, load_model, make_trainer, train
+from .engine.progress import ProgressEvent
+from .errors import BSDenoiseError, InputError, ModelFileError
+from .model import BlindSpotModel
+
+__all__ = [
+    "__version__",
+    "BlindSpotModel",
+    "BSDenoiseError",
+    "InputError",
+    "ModelFileError",
+    "ProgressEvent",
+    "denoise",
+    "estimate_noise_correlation",
+    "load_model",
+    "make_trainer",
+    "train",
+]

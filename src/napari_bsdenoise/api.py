@@ -1,0 +1,392 @@
+"""The public API: validate inputs, pick defaults, call the engine.
+
+Scripts, the napari console, the CLI and the widgets all go through these
+functions; nothing heavy happens here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._version import __version__
+from .axes import (
+    SampleLayout,
+    default_channel_mode,
+    fold_channels,
+    from_samples,
+    to_samples,
+    unfold_channels,
+    validate_axes,
+)
+from .config import NETWORK_PRESETS, ModelConfig, NetworkConfig, Normalization, check_blind_spot
+from .errors import InputError
+from .model import BlindSpotModel
+
+# Defaults chosen by measurement (benchmarks/bench_speed.py, docs/benchmarks.md).
+DEFAULT_STEPS = 2000
+DEFAULT_PATCH_SIZE = 64
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_LEARNING_RATE = 1e-3
+MIN_TRAIN_SIDE = 16
+
+
+# -- input checks -----------------------------------------------------------------------------
+def check_image(image, *, name: str = "image") -> np.ndarray:
+    """Return ``image`` as an array (no copy when possible) or raise a specific :class:`InputError`."""
+    if image is None:
+        raise InputError(f"{name} is None")
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        raise InputError(f"{name} is a path; read it first (e.g. tifffile.imread) or use the CLI")
+    arr = np.asarray(image)
+    if arr.dtype == object:
+        raise InputError(f"{name} must be a numeric array, got an object array (ragged list?)")
+    if arr.dtype == bool:
+        raise InputError(f"{name} is boolean (a mask?); denoising needs intensities (uint8, uint16, float ...)")
+    if np.iscomplexobj(arr):
+        raise InputError(f"{name} is complex; pass the magnitude or the real part explicitly")
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise InputError(f"{name} has unsupported dtype {arr.dtype}")
+    if arr.ndim < 2:
+        raise InputError(f"{name} must have at least 2 dimensions (Y, X), got shape {arr.shape}")
+    if arr.ndim > 5:
+        raise InputError(
+            f"{name} is {arr.ndim}-D (shape {arr.shape}); at most 5 axes among T, Z, C, Y, X are supported"
+        )
+    if arr.size == 0:
+        raise InputError(f"{name} is empty (shape {arr.shape})")
+    if np.issubdtype(arr.dtype, np.floating):
+        finite = np.isfinite(arr)
+        if not finite.all():
+            n_nan = int(np.isnan(arr).sum())
+            n_inf = int(arr.size - finite.sum() - n_nan)
+            raise InputError(
+                f"{name} contains {n_nan} NaN and {n_inf} infinite values; replace them (e.g. np.nan_to_num) first"
+            )
+    return arr
+
+
+def _layout(arr: np.ndarray, axes: str | None, channels: str | None) -> SampleLayout:
+    axes = validate_axes(axes, arr.shape)
+    mode = channels or default_channel_mode(axes, arr.shape, arr.dtype)
+    if mode not in ("joint", "independent"):
+        raise InputError(f"channels must be 'joint', 'independent' or None, got {channels!r}")
+    return SampleLayout(axes, tuple(arr.shape), mode)
+
+
+def _normalization(samples: np.ndarray) -> Normalization:
+    """Per-channel mean/std of ``(N, C, Y, X)`` data (subsampled for big data)."""
+    flat = samples.transpose(1, 0, 2, 3).reshape(samples.shape[1], -1)
+    if flat.shape[1] > 4_000_000:
+        flat = flat[:, :: flat.shape[1] // 4_000_000]
+    mean = flat.mean(axis=1, dtype=np.float64)
+    std = flat.std(axis=1, dtype=np.float64)
+    if np.any(std <= 0):
+        raise InputError("the image is constant (zero variance): there is no noise to learn from")
+    return Normalization([float(m) for m in mean], [float(s) for s in std])
+
+
+def _normalize(samples: np.ndarray, norm: Normalization) -> np.ndarray:
+    mean = np.asarray(norm.mean, np.float32)[None, :, None, None]
+    std = np.asarray(norm.std, np.float32)[None, :, None, None]
+    return (samples - mean) / std
+
+
+# -- training ---------------------------------------------------------------------------------
+def make_trainer(
+    image,
+    *,
+    axes: str | None = None,
+    method: str = "atbsn",
+    blind_spot="auto",
+    inference_blind_spot: int | None = None,
+    steps: int | None = None,
+    seconds: float | None = None,
+    seed: int = 0,
+    device=None,
+    network: str | dict = "small",
+    loss: str = "auto",
+    patch_size: int = DEFAULT_PATCH_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    precision: str = "auto",
+    channels: str | None = None,
+    model: BlindSpotModel | None = None,
+    validation_fraction: float = 0.1,
+):
+    """Prepare training and return a :class:`~napari_bsdenoise.engine.train.Trainer`.
+
+    Iterate over the trainer to train (each item is a
+    :class:`~napari_bsdenoise.engine.progress.ProgressEvent`); stop whenever you
+    like; ``trainer.model`` is the best model so far.  Arguments are those of
+    :func:`train`.
+    """
+    from .device import resolve_device, resolve_precision
+    from .engine.train import Trainer
+    from .noise import estimate_noise_correlation_samples
+
+    arr = check_image(image)
+    if method not in ("atbsn",):
+        raise InputError(f"unknown method {method!r}; available: 'atbsn'")
+    for name, v in (("steps", steps), ("patch_size", patch_size), ("batch_size", batch_size)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise InputError(f"{name} must be a positive integer, got {v!r}")
+    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
+        raise InputError(f"seconds must be a positive number, got {seconds!r}")
+    if not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < 1):
+        raise InputError(f"learning_rate must be in (0, 1), got {learning_rate!r}")
+    if steps is None and seconds is None:
+        steps = DEFAULT_STEPS
+    layout = _layout(arr, axes, channels)
+    h, w = layout.spatial_shape
+    if min(h, w) < MIN_TRAIN_SIDE:
+        raise InputError(f"the image is too small to train on: {h}x{w} pixels (Y, X); at least "
+                         f"{MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE} is needed")
+    samples = to_samples(arr, layout)
+    noise = estimate_noise_correlation_samples(samples)
+    if isinstance(blind_spot, str):
+        if blind_spot != "auto":
+            raise InputError(f"blind_spot must be 'auto' or an odd integer, got {blind_spot!r}")
+        s_train = noise.train_blind_spot
+        s_inf = noise.inference_blind_spot
+    else:
+        s_train = check_blind_spot(blind_spot, "blind_spot")
+        if s_train == 0:
+            raise InputError("blind_spot=0 cannot be used for training: a network that sees the pixel it "
+                             "predicts learns the identity (train with 1 or more)")
+        s_inf = min(noise.inference_blind_spot, s_train)
+    if inference_blind_spot is not None:
+        s_inf = check_blind_spot(inference_blind_spot, "inference_blind_spot")
+    if min(h, w) <= 2 * s_train:
+        raise InputError(f"the image ({h}x{w}) is too small for a training blind spot of {s_train} pixels")
+
+    if model is not None:
+        if not isinstance(model, BlindSpotModel):
+            raise InputError(f"model must be a BlindSpotModel (from train or load_model), got {type(model).__name__}")
+        config = ModelConfig.from_dict(model.config.to_dict())
+        config.train_blind_spot, config.inference_blind_spot = s_train, s_inf
+        norm = config.normalization
+        n_data_c = layout.n_channels
+        if config.channel_mode == "joint" and config.network.in_channels != n_data_c:
+            raise InputError(f"the model takes {config.network.in_channels} channels, the image has {n_data_c}")
+        start = BlindSpotModel(config, __import__("copy").deepcopy(model.network))
+    else:
+        if loss == "auto":
+            loss = "l1" if (layout.channel_mode == "joint" and layout.n_channels >= 3) else "l2"
+        if isinstance(network, str):
+            if network not in NETWORK_PRESETS:
+                raise InputError(f"network must be one of {sorted(NETWORK_PRESETS)} or a dict, got {network!r}")
+            net_kwargs = dict(NETWORK_PRESETS[network])
+        else:
+            net_kwargs = dict(network)
+        n_in = layout.n_channels if layout.channel_mode == "joint" else 1
+        norm = _normalization(samples)
+        config = ModelConfig(
+            network=NetworkConfig(method=method, in_channels=n_in, out_channels=n_in, **net_kwargs),
+            normalization=norm,
+            channel_mode=layout.channel_mode,
+            train_blind_spot=s_train,
+            inference_blind_spot=s_inf,
+            loss=loss,
+            axes=layout.axes,
+            version=__version__,
+        )
+        config.validate()
+        start = BlindSpotModel(config)
+    config.noise = noise.to_dict()
+    config.noise["summary"] = noise.summary()
+    config.training = {"data_shape": list(arr.shape), "data_dtype": str(arr.dtype), "data_axes": layout.axes}
+    data = _normalize(samples, _match_normalization(norm, layout))
+    if config.channel_mode == "independent":
+        data = fold_channels(data)
+    dev = resolve_device(device)
+    return Trainer(
+        data,
+        start,
+        steps=steps,
+        seconds=seconds,
+        patch_size=patch_size,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        device=dev,
+        precision=resolve_precision(precision, dev),
+        val_fraction=validation_fraction,
+    )
+
+
+def train(image, *, callback=None, **kwargs) -> BlindSpotModel:
+    """Train a blind-spot denoiser on a noisy image or stack, with no clean reference.
+
+    Parameters
+    ----------
+    image : array_like
+        Noisy data, uint8/uint16/float, with axes among T, Z, C, Y, X.
+    axes : str, optional
+        Axes of ``image`` (e.g. ``"ZYX"``, ``"TCYX"``, ``"YXC"`` for RGB).
+        Inferred only for 2-D (``YX``) and RGB (``YXC``) arrays.
+    method : {"atbsn"}
+        The network family.
+    blind_spot : "auto" or int
+        Training blind spot (odd side in pixels).  ``"auto"`` uses
+        :func:`estimate_noise_correlation`: 1 for pixel-independent noise, larger
+        for spatially correlated noise.
+    inference_blind_spot : int, optional
+        Default blind spot stored in the model for :func:`denoise`.
+    steps, seconds : int, float, optional
+        Training budget; training stops at whichever comes first
+        (``steps=2000`` when both are None).  Only a ``steps`` budget is
+        exactly reproducible.
+    seed : int
+        Seeds weights initialisation and patch sampling.
+    device : str or torch.device, optional
+        ``None`` picks CUDA, then Apple MPS, then the CPU.
+    network : {"tiny", "small", "paper"} or dict
+        Size preset, or ``{"width": w, "depth": d}``.
+    loss : {"auto", "l2", "l1"}
+        ``auto`` is L1 for RGB camera images, L2 (mean estimate, right for
+        photon counts) otherwise.
+    patch_size, batch_size, learning_rate : optional
+        Optimisation settings.
+    precision : {"auto", "fp32", "bf16"}
+        Autocast precision.
+    channels : {"joint", "independent"}, optional
+        ``joint`` trains one multi-channel network (RGB); ``independent``
+        treats channels as separate images (fluorophores).  Default: joint for
+        RGB, independent otherwise.
+    model : BlindSpotModel, optional
+        Continue training this model instead of starting afresh.
+    callback : callable, optional
+        Called with each :class:`ProgressEvent`; return ``False`` to stop early.
+
+    Returns
+    -------
+    BlindSpotModel
+        The model with the lowest held-out validation loss.
+
+    Examples
+    --------
+    >>> import numpy as np, napari_bsdenoise as bsd
+    >>> rng = np.random.default_rng(0)
+    >>> noisy = (rng.normal(100, 10, (64, 64))).astype("float32")
+    >>> model = bsd.train(noisy, steps=5, network="tiny", blind_spot=1)
+    >>> bsd.denoise(noisy, model).shape
+    (64, 64)
+    """
+    trainer = make_trainer(image, **kwargs)
+    for event in trainer:
+        if callback is not None and callback(event) is False:
+            break
+    return trainer.model
+
+
+# -- inference --------------------------------------------------------------------------------
+def _match_normalization(norm: Normalization, layout: SampleLayout) -> Normalization:
+    """The normalisation to apply to data with ``layout`` (broadcast a single channel's stats)."""
+    c = layout.n_channels
+    if len(norm.mean) == c:
+        return norm
+    if len(norm.mean) == 1:
+        return Normalization(norm.mean * c, norm.std * c)
+    raise InputError(
+        f"the model was trained on {len(norm.mean)} channels and the image has {c}; "
+        "pass renormalize=True to normalise with the image's own statistics"
+    )
+
+
+def denoise(
+    image,
+    model: BlindSpotModel,
+    *,
+    axes: str | None = None,
+    blind_spot: int | None = None,
+    device=None,
+    precision: str = "auto",
+    tile_size: int | None = None,
+    renormalize: bool = False,
+    callback=None,
+) -> np.ndarray:
+    """Denoise ``image`` with a trained ``model``.
+
+    Parameters
+    ----------
+    image : array_like
+        Noisy data with axes among T, Z, C, Y, X (any number of slices).
+    model : BlindSpotModel
+        From :func:`train` or :func:`load_model`.
+    axes : str, optional
+        As in :func:`train`; inferred for 2-D and RGB arrays.
+    blind_spot : int, optional
+        Inference blind spot (0 = non-blind, 1, 3, 5, ...); default: the
+        model's recommended ``inference_blind_spot``.
+    device, precision : optional
+        As in :func:`train`.
+    tile_size : int, optional
+        Tile side for inference (default 512; smaller uses less memory).
+    renormalize : bool
+        Normalise with this image's own statistics instead of the model's
+        (only when the new data's intensities differ from the training data).
+    callback : callable, optional
+        Called with a :class:`ProgressEvent` after each tile; return ``False`` to cancel.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of the input's shape, in the input's units (not clipped).
+    """
+    from .device import resolve_device, resolve_precision
+    from .engine.predict import predict_iter
+
+    if not isinstance(model, BlindSpotModel):
+        raise InputError(f"model must be a BlindSpotModel (from train or load_model), got {type(model).__name__}")
+    arr = check_image(image)
+    cfg = model.config
+    layout = _layout(arr, axes, cfg.channel_mode)
+    s = cfg.inference_blind_spot if blind_spot is None else check_blind_spot(blind_spot)
+    h, w = layout.spatial_shape
+    if min(h, w) <= max(s, 2):
+        raise InputError(f"the image ({h}x{w} pixels) is too small for a blind spot of {s} pixels")
+    if cfg.channel_mode == "joint" and layout.n_channels != cfg.network.in_channels:
+        raise InputError(
+            f"the model takes {cfg.network.in_channels}-channel images and this one has {layout.n_channels} "
+            f"(axes {layout.axes}, shape {arr.shape})"
+        )
+    samples = to_samples(arr, layout)
+    norm = _normalization(samples) if renormalize else _match_normalization(cfg.normalization, layout)
+    data = _normalize(samples, norm)
+    independent = cfg.channel_mode == "independent"
+    if independent:
+        data = fold_channels(data)
+    dev = resolve_device(device)
+    gen = predict_iter(model.network, data, blind_spot=s, device=dev,
+                       precision=resolve_precision(precision, dev), tile=tile_size)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            out = stop.value
+            break
+        if callback is not None and callback(event) is False:
+            gen.close()
+            raise InterruptedError("denoising was cancelled")
+    model.network.to("cpu")
+    if independent:
+        out = unfold_channels(out, layout.n_channels)
+    mean = np.asarray(norm.mean, np.float32)[None, :, None, None]
+    std = np.asarray(norm.std, np.float32)[None, :, None, None]
+    out = out * std + mean
+    return np.ascontiguousarray(from_samples(out, layout), dtype=np.float32)
+
+
+def load_model(path) -> BlindSpotModel:
+    """Load a model file (safetensors + JSON config; never executes code from the file)."""
+    return BlindSpotModel.load(path)
+
+
+def estimate_noise_correlation(image, *, axes: str | None = None, max_lag: int = 4):
+    """Estimate the spatial autocorrelation of the noise and recommend blind spots.
+
+    See :func:`napari_bsdenoise.noise.estimate_noise_correlation`.
+    """
+    from .noise import estimate_noise_correlation as _est
+
+    return _est(check_image(image), axes=axes, max_lag=max_lag)

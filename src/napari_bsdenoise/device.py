@@ -1,0 +1,65 @@
+"""Device and numeric-precision choice (CUDA, Apple MPS or CPU; fp32 or bf16 autocast)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+from .errors import InputError
+
+
+def resolve_device(device=None):
+    """``None``/"auto" picks CUDA, then Apple MPS, then the CPU; anything else is passed to torch."""
+    import torch
+
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:1', 'mps' or None") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("device='cuda' was asked for but no CUDA GPU is available to PyTorch")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError("device='mps' was asked for but Apple MPS is not available to PyTorch")
+    return dev
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bf16 arithmetic (AVX512-BF16 or AMX), read from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str | None, device) -> str:
+    """Pick "fp32" or "bf16".  "auto" keeps fp32 on CPU (see docs/benchmarks.md: bf16 costs
+    quality for little speed there) and uses bf16 on GPUs that support it."""
+    import torch
+
+    precision = precision or "auto"
+    if precision not in ("auto", "fp32", "bf16"):
+        raise InputError(f"precision must be 'auto', 'fp32' or 'bf16', got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def autocast(device, precision: str):
+    """Autocast context for ``precision`` on ``device`` (a no-op for fp32)."""
+    import torch
+
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()

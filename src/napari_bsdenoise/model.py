@@ -1,0 +1,112 @@
+"""The model object users hold: a network plus its config (normalisation, blind spots, provenance)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import modelfile
+from .config import ModelConfig
+from .errors import ModelFileError
+
+
+class BlindSpotModel:
+    """A trained denoiser.
+
+    Use :func:`napari_bsdenoise.denoise` (or :meth:`denoise`) to apply it,
+    :meth:`save` to write it and :func:`napari_bsdenoise.load_model` to read it.
+
+    Attributes
+    ----------
+    config : ModelConfig
+        Architecture, normalisation, blind spots, loss and training provenance.
+    network : torch.nn.Module
+        The torch module (on the CPU unless moved).
+    """
+
+    def __init__(self, config: ModelConfig, network=None):
+        from .nn import build_network
+
+        self.config = config.validate()
+        self.network = network if network is not None else build_network(config.network)
+        self.network.eval()
+
+    # -- convenience -------------------------------------------------------------------------
+    @property
+    def method(self) -> str:
+        return self.config.network.method
+
+    @property
+    def train_blind_spot(self) -> int:
+        return self.config.train_blind_spot
+
+    @property
+    def inference_blind_spot(self) -> int:
+        return self.config.inference_blind_spot
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.network.parameters())
+
+    def denoise(self, image, **kwargs):
+        """Shortcut for ``napari_bsdenoise.denoise(image, self, **kwargs)``."""
+        from .api import denoise
+
+        return denoise(image, self, **kwargs)
+
+    def summary(self) -> str:
+        c = self.config
+        t = c.training
+        lines = [
+            f"napari-bsdenoise model ({c.network.method}), {self.n_parameters / 1e6:.3f} M parameters, "
+            f"width {c.network.width}, depth {c.network.depth}, {c.network.in_channels} channel(s) in",
+            f"blind spot: trained at {c.train_blind_spot}, inference default {c.inference_blind_spot}",
+            f"data axes {c.axes}, channels {c.channel_mode}, loss {c.loss}, "
+            f"normalisation mean {[round(m, 4) for m in c.normalization.mean]} std "
+            f"{[round(s, 4) for s in c.normalization.std]}",
+        ]
+        if t:
+            lines.append(
+                f"trained {t.get('steps', '?')} steps in {t.get('seconds', 0):.0f} s on {t.get('device', '?')}, "
+                f"best validation loss {t.get('best_val_loss', float('nan')):.5g} at step {t.get('best_step', '?')}"
+            )
+        if c.noise:
+            lines.append(f"noise diagnostic: {c.noise.get('summary', '')}")
+        lines.append(f"written by napari-bsdenoise {c.version}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"BlindSpotModel(method={c.network.method!r}, channels={c.network.in_channels}, "
+            f"train_blind_spot={c.train_blind_spot}, inference_blind_spot={c.inference_blind_spot})"
+        )
+
+    # -- files -------------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write the model to ``path`` (``.safetensors``; weights + JSON config, no pickle)."""
+        return modelfile.write(path, self.network.state_dict(), self.config.to_dict())
+
+    @classmethod
+    def load(cls, path) -> BlindSpotModel:
+        tensors, raw = modelfile.read(path)
+        try:
+            config = ModelConfig.from_dict(raw)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: the model config is invalid ({exc})") from None
+        model = cls(config)
+        try:
+            model.network.load_state_dict(tensors, strict=True)
+        except RuntimeError as exc:
+            msg = str(exc).splitlines()[0]
+            raise ModelFileError(f"{path}: weights do not match the stored architecture ({msg})") from None
+        model.network.eval()
+        return model
+
+
+def load_model(path) -> BlindSpotModel:
+    """Load a model file written by :meth:`BlindSpotModel.save`.
+
+    Nothing in the file is executed; a missing, truncated, corrupted or foreign
+    file (e.g. a PyTorch pickle) raises :class:`~napari_bsdenoise.errors.ModelFileError`.
+    """
+    return BlindSpotModel.load(path)

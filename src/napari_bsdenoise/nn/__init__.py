@@ -1,0 +1,12 @@
+"""Torch modules only (no I/O, nothing of napari): blind-spot primitives and networks."""
+
+from .atbsn import ATBSN, blind_spot_shift
+
+__all__ = ["ATBSN", "blind_spot_shift", "build_network"]
+
+
+def build_network(cfg):
+    """Instantiate the network described by a :class:`~napari_bsdenoise.config.NetworkConfig`."""
+    if cfg.method == "atbsn":
+        return ATBSN(cfg.in_channels, cfg.out_channels, width=cfg.width, depth=cfg.depth)
+    raise ValueError(f"unknown method {cfg.method!r}")

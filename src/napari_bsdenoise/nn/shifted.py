@@ -1,0 +1,113 @@
+"""Laine-style "upward-looking" building blocks and the shifted UNet.
+
+Every layer here is causal along rows: output row ``r`` depends only on input
+rows ``<= r``.  Stacking them gives each output pixel a receptive field in the
+closed upper half-plane (its own row included).  Rotating the input four ways,
+shifting the features down by ``d`` rows and fusing the four branches then
+hides a ``(2d-1) x (2d-1)`` square around every pixel (see :mod:`.atbsn`).
+
+With ``blind=False`` the same modules are ordinary centred layers, which gives
+the non-blind UNet used by students.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NEGATIVE_SLOPE = 0.1
+
+
+class ShiftConv2d(nn.Conv2d):
+    """3x3 convolution that only looks at the current and the two rows above."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, blind: bool = True):
+        super().__init__(in_channels, out_channels, 3, padding=0)
+        self.blind = blind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # zero padding (not reflect): a reflected row above would copy pixels from
+        # below into the receptive field and break the blind spot.
+        x = F.pad(x, (1, 1, 2, 0) if self.blind else (1, 1, 1, 1))
+        return super().forward(x)
+
+
+def shift_down(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """Shift features down by ``rows`` (zeros enter at the top, the bottom rows drop out)."""
+    if rows == 0:
+        return x
+    return F.pad(x, (0, 0, rows, 0))[:, :, : x.shape[2], :]
+
+
+class ShiftPool(nn.Module):
+    """2x2 max-pool preceded by a one-row shift so pooling stays causal."""
+
+    def __init__(self, *, blind: bool = True):
+        super().__init__()
+        self.blind = blind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.blind:
+            x = shift_down(x, 1)
+        return F.max_pool2d(x, 2)
+
+
+class ShiftUNet(nn.Module):
+    """The Laine et al. (2019) UNet with configurable width and depth.
+
+    ``depth`` pooling levels (5 in the paper), encoder width ``width`` (48) and
+    decoder width ``2 * width`` (96); the raw input is concatenated before the
+    last decoder block.  Output: ``2 * width`` channels at full resolution.
+    Inputs must have H and W divisible by ``2 ** depth``.
+    """
+
+    def __init__(self, in_channels: int, *, width: int = 48, depth: int = 5, blind: bool = True):
+        super().__init__()
+        self.depth = depth
+        self.blind = blind
+        w, w2 = width, 2 * width
+        act = lambda: nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True)  # noqa: E731
+        conv = lambda i, o: ShiftConv2d(i, o, blind=blind)  # noqa: E731
+        self.enc0 = nn.Sequential(conv(in_channels, w), act())
+        self.enc = nn.ModuleList(nn.Sequential(conv(w, w), act(), ShiftPool(blind=blind)) for _ in range(depth))
+        self.bottom = nn.Sequential(conv(w, w), act())
+        dec = []
+        for level in range(depth):
+            if level == 0:  # deepest decoder block: upsampled bottleneck + pooled skip
+                cin = w + w
+            elif level < depth - 1:
+                cin = w2 + w
+            else:  # last block: raw input skip
+                cin = w2 + in_channels
+            dec.append(nn.Sequential(conv(cin, w2), act(), conv(w2, w2), act()))
+        self.dec = nn.ModuleList(dec)
+        self.out_channels = w2
+
+    @property
+    def multiple(self) -> int:
+        return 2**self.depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = [x]
+        n = self.enc0(x)
+        for i, block in enumerate(self.enc):
+            n = block(n)
+            if i < self.depth - 1:
+                skips.append(n)
+        n = self.bottom(n)
+        for block in self.dec:
+            n = F.interpolate(n, scale_factor=2, mode="nearest")
+            n = block(torch.cat([n, skips.pop()], dim=1))
+        return n
+
+
+def init_weights(module: nn.Module, last: nn.Conv2d | None = None) -> None:
+    """He (Kaiming) initialisation for LeakyReLU(0.1), zero biases; linear gain for ``last``."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, a=NEGATIVE_SLOPE, nonlinearity="leaky_relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    if last is not None:
+        nn.init.kaiming_normal_(last.weight, nonlinearity="linear")
