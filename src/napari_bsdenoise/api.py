@@ -141,21 +141,24 @@ def make_trainer(
     if min(h, w) < MIN_TRAIN_SIDE:
         raise InputError(f"the image is too small to train on: {h}x{w} pixels (Y, X); at least "
                          f"{MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE} is needed")
-    samples = to_samples(arr, layout)
-    noise = estimate_noise_correlation_samples(samples)
     if isinstance(blind_spot, str):
         if blind_spot != "auto":
             raise InputError(f"blind_spot must be 'auto' or an odd integer, got {blind_spot!r}")
-        s_train = noise.train_blind_spot
-        s_inf = noise.inference_blind_spot
     else:
         s_train = check_blind_spot(blind_spot, "blind_spot")
         if s_train == 0:
             raise InputError("blind_spot=0 cannot be used for training: a network that sees the pixel it "
                              "predicts learns the identity (train with 1 or more)")
+    if inference_blind_spot is not None:
+        check_blind_spot(inference_blind_spot, "inference_blind_spot")
+    samples = to_samples(arr, layout)
+    noise = estimate_noise_correlation_samples(samples)
+    if blind_spot == "auto":
+        s_train, s_inf = noise.train_blind_spot, noise.inference_blind_spot
+    else:
         s_inf = min(noise.inference_blind_spot, s_train)
     if inference_blind_spot is not None:
-        s_inf = check_blind_spot(inference_blind_spot, "inference_blind_spot")
+        s_inf = int(inference_blind_spot)
     if min(h, w) <= 2 * s_train:
         raise InputError(f"the image ({h}x{w}) is too small for a training blind spot of {s_train} pixels")
 
@@ -191,6 +194,9 @@ def make_trainer(
             version=__version__,
         )
         config.validate()
+        import torch
+
+        torch.manual_seed(seed)  # weight initialisation is part of a seeded run
         start = BlindSpotModel(config)
     config.noise = noise.to_dict()
     config.noise["summary"] = noise.summary()
@@ -321,7 +327,7 @@ def denoise(
     device, precision : optional
         As in :func:`train`.
     tile_size : int, optional
-        Tile side for inference (default 512; smaller uses less memory).
+        Tile side for inference (default 768; smaller uses less memory).
     renormalize : bool
         Normalise with this image's own statistics instead of the model's
         (only when the new data's intensities differ from the training data).

@@ -13,14 +13,22 @@ from ..device import autocast
 from .progress import ProgressEvent
 
 
+DEFAULT_TILE = 768
+
+
 def _starts(size: int, tile: int) -> list[int]:
     return list(range(0, size, tile)) if size > tile else [0]
 
 
-def tile_plan(shape_yx: tuple[int, int], multiple: int, tile: int | None, halo: int | None):
-    """``(tile, halo)`` rounded to the network's pooling multiple."""
-    tile = 512 if tile is None else int(tile)
-    halo = max(64, 2 * multiple) if halo is None else int(halo)
+def tile_plan(network, blind_spot: int, tile: int | None, halo: int | None):
+    """``(tile, halo)`` rounded to the network's pooling multiple.
+
+    The default halo is the network's receptive radius, so tiles reproduce the
+    untiled result up to float rounding.
+    """
+    multiple = getattr(network, "multiple", 1)
+    tile = DEFAULT_TILE if tile is None else int(tile)
+    halo = network.receptive_radius(blind_spot) if halo is None else int(halo)
     tile = max(multiple, -(-tile // multiple) * multiple)
     halo = -(-halo // multiple) * multiple
     return tile, halo
@@ -32,8 +40,7 @@ def predict_iter(network, data: np.ndarray, *, blind_spot: int, device, precisio
     import torch
 
     n, _c, h, w = data.shape
-    m = getattr(network, "multiple", 1)
-    tile, halo = tile_plan((h, w), m, tile, halo)
+    tile, halo = tile_plan(network, blind_spot, tile, halo)
     ys, xs = _starts(h, tile), _starts(w, tile)
     out = None
     total = n * len(ys) * len(xs)

@@ -7,9 +7,8 @@ hides every offset with Chebyshev distance ``<= d - 1``: a blind spot of side
 ``s = 2d - 1``.  Only the final shift depends on ``s``, so one trained network
 serves any blind spot at inference (``s = 0`` sees the centre pixel).
 
-Any H x W is accepted: each rotation is padded at its bottom and right (the
-sides its upward-looking receptive field never reaches from inside the image
-with a blind-spot leak, see ``_pad_causal``) to a multiple of ``2 ** depth``.
+Any H x W is accepted: the input is zero-padded at its bottom and right to a
+multiple of ``2 ** depth`` and the output cropped back.
 """
 
 from __future__ import annotations
@@ -29,19 +28,18 @@ def blind_spot_shift(blind_spot: int) -> int:
     return (s + 1) // 2
 
 
-def _pad_causal(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad bottom and right up to ``multiple``.
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pad bottom and right up to ``multiple`` (in the image's own frame).
 
-    In the rotated frame the branch looks up, so rows below a pixel never reach
-    it; columns right of it are only seen from rows at least ``d`` above, and a
-    reflection keeps rows, so reflected pixels are still outside the blind spot.
+    Zeros (the mean, in normalised units) carry no pixel values, so no branch
+    can see a copy of a pixel inside its blind spot (a reflection would leak).
+    Padding in the image frame, before rotating, keeps every rotation's pooling
+    grid anchored to the image origin, so tiles starting on multiples of
+    ``multiple`` reproduce the untiled result exactly.
     """
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if (ph < h and pw < w) else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
+    return F.pad(x, (0, pw, 0, ph)) if (ph or pw) else x
 
 
 class ATBSN(nn.Module):
@@ -76,14 +74,14 @@ class ATBSN(nn.Module):
 
         Independent of the blind spot, so they can be cached while a user tunes it.
         """
+        x = _pad_to_multiple(x, self.unet.multiple)
         h, w = x.shape[-2:]
-        m = self.unet.multiple
         feats: list[torch.Tensor | None] = [None] * 4
         # rotations 0/2 share one shape and 1/3 the other: batch them in pairs
         # (all four at once when the image is square).
         groups = [(0, 1, 2, 3)] if h == w else [(0, 2), (1, 3)]
         for group in groups:
-            batch = torch.cat([_pad_causal(torch.rot90(x, k, dims=(2, 3)), m) for k in group], dim=0)
+            batch = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in group], dim=0)
             out = self.unet(batch)
             for k, chunk in zip(group, out.chunk(len(group), dim=0)):
                 feats[k] = chunk
@@ -93,12 +91,8 @@ class ATBSN(nn.Module):
         """Apply the final shift for ``blind_spot``, rotate back and fuse."""
         d = blind_spot_shift(blind_spot)
         h, w = size
-        branches = []
-        for k, f in enumerate(feats):
-            hk, wk = (h, w) if k % 2 == 0 else (w, h)
-            f = shift_down(f, d)[:, :, :hk, :wk]
-            branches.append(torch.rot90(f, -k, dims=(2, 3)))
-        return self.head(torch.cat(branches, dim=1))
+        branches = [torch.rot90(shift_down(f, d), -k, dims=(2, 3)) for k, f in enumerate(feats)]
+        return self.head(torch.cat(branches, dim=1)[:, :, :h, :w])
 
     def forward(self, x: torch.Tensor, blind_spot: int = 1) -> torch.Tensor:
         return self.head_from_features(self.features(x), blind_spot, tuple(x.shape[-2:]))
@@ -106,3 +100,13 @@ class ATBSN(nn.Module):
     @property
     def multiple(self) -> int:
         return self.unet.multiple
+
+    def receptive_radius(self, blind_spot: int = 1) -> int:
+        """Chebyshev radius beyond which input pixels cannot influence an output pixel.
+
+        The shifted UNet reaches up to ``9 * 2**depth - 1`` pixels from a pixel
+        on the pooling grid and a little further from others; ``10 * 2**depth``
+        bounds every position (gradient probe, tests/test_nn.py), plus the
+        final shift.
+        """
+        return 10 * self.unet.multiple + blind_spot_shift(blind_spot)

@@ -1,0 +1,45 @@
+"""Shared fixtures.  Like kornia, device-aware tests run on the CPU and also on CUDA / Apple MPS
+when present (``--device all``), so the same suite checks a GPU box."""
+
+import numpy as np
+import pytest
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu", help="cpu, cuda, mps or all (every available device)")
+
+
+def _available_devices():
+    import torch
+
+    devs = ["cpu"]
+    if torch.cuda.is_available():
+        devs.append("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        devs.append("mps")
+    return devs
+
+
+def pytest_generate_tests(metafunc):
+    if "device" in metafunc.fixturenames:
+        opt = metafunc.config.getoption("--device")
+        devs = _available_devices() if opt == "all" else [opt]
+        metafunc.parametrize("device", devs)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def psnr(a, b, data_range):
+    return float(10 * np.log10(data_range**2 / np.mean((np.asarray(a, np.float64) - b) ** 2)))
+
+
+@pytest.fixture
+def smooth_image():
+    """A 96x96 piecewise-smooth test image in [0, 200] (no download)."""
+    from skimage import data, transform
+
+    img = data.camera()[100:356, 150:406].astype(np.float32)
+    return transform.resize(img, (96, 96), anti_aliasing=True, preserve_range=True).astype(np.float32) * 200 / 255
