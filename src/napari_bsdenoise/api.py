@@ -26,7 +26,7 @@ from .model import BlindSpotModel
 DEFAULT_STEPS = 2000
 DEFAULT_PATCH_SIZE = 64
 DEFAULT_BATCH_SIZE = 8
-DEFAULT_LEARNING_RATE = 1e-3
+DEFAULT_LEARNING_RATE = 3e-3
 MIN_TRAIN_SIDE = 16
 
 
@@ -205,6 +205,9 @@ def make_trainer(
     if config.channel_mode == "independent":
         data = fold_channels(data)
     dev = resolve_device(device)
+    # a patch must hold plenty of context around a large blind spot: with s=9 on
+    # 32-px patches most of what a branch sees is padding and training fails
+    patch_size = max(patch_size, 8 * s_train)
     return Trainer(
         data,
         start,
@@ -215,7 +218,7 @@ def make_trainer(
         learning_rate=learning_rate,
         seed=seed,
         device=dev,
-        precision=resolve_precision(precision, dev),
+        precision=resolve_precision(precision, dev, training=True),
         val_fraction=validation_fraction,
     )
 
@@ -252,7 +255,7 @@ def train(image, *, callback=None, **kwargs) -> BlindSpotModel:
         ``auto`` is L1 for RGB camera images, L2 (mean estimate, right for
         photon counts) otherwise.
     patch_size, batch_size, learning_rate : optional
-        Optimisation settings.
+        Optimisation settings (patches are at least ``8 * blind_spot`` pixels).
     precision : {"auto", "fp32", "bf16"}
         Autocast precision.
     channels : {"joint", "independent"}, optional

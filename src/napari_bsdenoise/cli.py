@@ -315,19 +315,26 @@ class Progress:
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self._bar = None
+        self._opened = False
         self._last = (-1.0, 0.0)  # (fraction, time) of the last plain-text update
-        if not enabled:
-            return
+
+    def _open(self) -> None:
+        """Start tqdm at the first update (so that an early error prints no empty bar)."""
+        self._opened = True
         try:
             from tqdm import tqdm
         except ImportError:
             return
-        self._bar = tqdm(total=1000, desc=desc, file=self.stream, leave=True, dynamic_ncols=True,
+        tty = getattr(self.stream, "isatty", lambda: False)()
+        self._bar = tqdm(total=1000, desc=self.desc, file=self.stream, leave=True, dynamic_ncols=True,
+                         mininterval=0.1 if tty else 5.0,  # log files get a line every few seconds
                          bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]")
 
     def update(self, fraction: float, info: str = "") -> None:
         if not self.enabled:
             return
+        if not self._opened:
+            self._open()
         fraction = min(max(float(fraction), 0.0), 1.0)
         if self._bar is not None:
             if info:
@@ -351,9 +358,11 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
         elif self.enabled and getattr(self.stream, "isatty", lambda: False)() and self._last[0] >= 0:
             self.stream.write("\n")
             self.stream.flush()
+        self.enabled = False
 
 
 def _note(msg: str) -> None:
@@ -430,10 +439,11 @@ def cmd_denoise(args) -> int:
                          precision=args.precision, tile_size=args.tile_size, renormalize=args.renormalize,
                          callback=lambda e: bar.update(e.fraction, f"tile {e.step}/{e.total}"))
     except KeyboardInterrupt:
-        bar.close()
+        bar.close()  # before the note
         _note("interrupted: nothing was written")
         return EXIT_INTERRUPTED
-    bar.close()
+    finally:
+        bar.close()
     if dtype == "input":
         result = convert_dtype(result, img.data.dtype)
     write_image(out, result, img, img.axes)
@@ -475,7 +485,8 @@ def cmd_noise(args) -> int:
     print(f"noise autocorrelation (from {result.n_blocks} flat 16x16 blocks; 1 at the centre, ~0 elsewhere "
           "for pixel-independent noise):")
     print(_format_acf(np.asarray(result.autocorrelation)))
-    print(f"suggested: napari-bsdenoise train {img.path.name} -o model.safetensors --blind-spot "
+    axes = f" --axes {img.axes}" if args.axes else ""
+    print(f"suggested: napari-bsdenoise train {img.path.name}{axes} -o model.safetensors --blind-spot "
           f"{result.train_blind_spot} --inference-blind-spot {result.inference_blind_spot}")
     return 0
 
@@ -567,8 +578,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inference blind spot: 0 (non-blind, sharpest), 1, 3 ... (default: the model's)")
     d.add_argument("--device", help=dev_help)
     d.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
-    d.add_argument("--tile-size", type=_positive_int, metavar="N", help="tile side in pixels (default 512; "
-                   "smaller uses less memory)")
+    d.add_argument("--tile-size", type=_positive_int, metavar="N",
+                   help="tile side in pixels for inference (smaller uses less memory)")
     d.add_argument("--dtype", choices=["float32", "input"],
                    help="float32 (default for TIFF) or the input's type, rounded and clipped (default for PNG)")
     d.add_argument("--renormalize", action="store_true",

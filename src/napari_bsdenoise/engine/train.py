@@ -157,7 +157,7 @@ class Trainer:
             self._keep_best(self._validate())
         self.net.train()
         t0 = time.perf_counter() - self.elapsed
-        last_val_t = self.elapsed
+        last_val_t, last_val_step = self.elapsed, self.step
         while self._fraction() < 1.0:
             lr = self._lr(self._fraction())
             for g in self.optimizer.param_groups:
@@ -180,9 +180,12 @@ class Trainer:
             frac = self._fraction()
             eta = self.elapsed * (1 - frac) / frac if frac > 0 else None
             loss_v = float(loss.detach())
-            validate = (self.step % interval == 0) if val_every_s is None else (self.elapsed - last_val_t >= val_every_s)
+            if val_every_s is None:
+                validate = self.step % interval == 0
+            else:  # time budget: ~25 validations, but never more often than every 10 steps
+                validate = self.elapsed - last_val_t >= val_every_s and self.step - last_val_step >= 10
             if validate or frac >= 1.0:
-                last_val_t = self.elapsed
+                last_val_t, last_val_step = self.elapsed, self.step
                 val = self._validate()
                 self.history.append({"step": self.step, "loss": loss_v, "val_loss": val, "seconds": round(self.elapsed, 2)})
                 if val < self.best_val_loss:

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set everything up (scripts/setup.sh testing) and run the whole test suite headless.
+# Extra arguments go to pytest, e.g. `bash scripts/setup_and_test.sh -k cli`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+bash scripts/setup.sh testing
+PYTHON="${PYTHON:-$(command -v python3 || command -v python)}"
+QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}" exec "$PYTHON" -m pytest -q "$@"

@@ -1,0 +1,58 @@
+"""The npe2 manifest is valid and every sample-data command returns usable layers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from npe2 import PluginManifest
+
+from napari_bsdenoise import _sample_data
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    return PluginManifest.from_distribution("napari-bsdenoise")
+
+
+def test_manifest_is_valid_and_imports(manifest):
+    assert manifest.name == "napari-bsdenoise"
+    assert manifest.display_name == "Blind-Spot Denoise"
+    assert "Image Processing" in [str(c) for c in manifest.categories]
+    manifest.validate_imports()  # every python_name resolves to a callable
+
+
+def test_every_sample_has_a_command(manifest):
+    commands = {c.id: c for c in manifest.contributions.commands}
+    samples = manifest.contributions.sample_data
+    assert {s.key for s in samples} == {"microscopy", "camera", "stack"}
+    for sample in samples:
+        assert sample.command in commands
+    assert "napari-bsdenoise.sample_microscopy" in commands
+
+
+EXPECTED = {
+    "sample_microscopy": ((512, 512), np.uint16),
+    "sample_camera": ((512, 512, 3), np.uint8),
+    "sample_stack": ((32, 128, 128), np.uint16),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sample_data(name):
+    layers = getattr(_sample_data, name)()
+    shape, dtype = EXPECTED[name]
+    assert isinstance(layers, list) and len(layers) == 2
+    (clean, clean_meta), (noisy, noisy_meta) = layers
+    assert noisy.shape == shape and noisy.dtype == dtype
+    assert clean.shape == shape
+    assert isinstance(noisy_meta["name"], str) and isinstance(clean_meta["name"], str)
+    assert clean_meta.get("visible") is False  # the reference is hidden; the noisy layer is shown
+    # there is noise to remove, and it is deterministic
+    assert np.abs(noisy.astype(np.float64) - clean).mean() > 1
+    np.testing.assert_array_equal(getattr(_sample_data, name)()[1][0], noisy)
+
+
+def test_camera_offset_and_no_clipping():
+    noisy = _sample_data.sample_microscopy()[1][0]
+    assert noisy.min() > 0  # the camera offset keeps read noise away from 0
+    assert abs(float(np.median(noisy)) - _sample_data.CAMERA_OFFSET) < 30
