@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     budget.add_argument("--steps", type=int, help="training steps instead of a time budget (reproducible)")
     p.add_argument("--network", choices=["tiny", "small", "paper"], default="tiny",
                    help="network size (default tiny: on a CPU, a one-minute budget gets about four times as many "
-                   "training steps as with the library's default 'small', and that matters more)")
+                   "training steps as with the default small network, and that matters more)")
     p.add_argument("--photons", type=float, default=30.0, help="photons at the brightest pixels (default 30)")
     p.add_argument("--read-noise", type=float, default=2.0, help="camera read noise in electrons (default 2)")
     p.add_argument("--seed", type=int, default=0)

@@ -10,7 +10,7 @@ The public API (napari-free; importable from scripts, the napari console and the
 """
 
 from ._version import __version__
-from .api import denoise, estimate_noise_correlation, load_model, make_trainer, train
+from .api import denoise, denoise_iter, estimate_noise_correlation, load_model, make_trainer, train
 from .engine.progress import ProgressEvent
 from .errors import BSDenoiseError, InputError, ModelFileError
 from .model import BlindSpotModel
@@ -23,6 +23,7 @@ __all__ = [
     "ModelFileError",
     "ProgressEvent",
     "denoise",
+    "denoise_iter",
     "estimate_noise_correlation",
     "load_model",
     "make_trainer",

@@ -424,6 +424,10 @@ def cmd_denoise(args) -> int:
 
     model_path = _check_input_file(args.model, "model")
     image_path = Path(args.image)
+    streaming = (str(args.output).lower().rstrip("/").endswith(".zarr") or image_path.suffix.lower() == ".zarr"
+                 or args.scheduler is not None or args.address is not None)
+    if streaming:
+        return _denoise_streaming(args, model_path, image_path)
     out = _check_output(args.output, image_path, model_path)
     fmt = _output_format(out)
     model = load_model(model_path)
@@ -449,6 +453,60 @@ def cmd_denoise(args) -> int:
     write_image(out, result, img, img.axes)
     s = model.inference_blind_spot if args.blind_spot is None else args.blind_spot
     print(f"wrote {out} ({result.dtype}, shape {result.shape}, axes {img.axes}, blind spot {s})")
+    return 0
+
+
+def _denoise_streaming(args, model_path: Path, image_path: Path) -> int:
+    """Chunk-by-chunk denoising of a large TIFF/zarr into a .zarr or TIFF (resumable for .zarr)."""
+    from .api import denoise_iter, load_model
+
+    if not image_path.exists():
+        raise CLIError(f"image file not found: {image_path}")
+    out = Path(args.output)
+    if _same_file(out, image_path):
+        raise CLIError(f"refusing to overwrite the input file {image_path}; choose another output name")
+    name = out.name.lower().rstrip("/")
+    if not (name.endswith(".zarr") or name.endswith(TIFF_SUFFIXES)):
+        raise CLIError(f"{out}: streaming output must be .zarr, .tif or .ome.tif")
+    model = load_model(model_path)
+    client = None
+    if args.address:
+        from distributed import Client
+
+        client = Client(args.address)
+    scheduler = args.scheduler
+    if scheduler == "distributed" and client is None:
+        from distributed import Client, LocalCluster
+
+        client = Client(LocalCluster(n_workers=args.workers or 2, threads_per_worker=1))
+    bar = Progress("denoise", enabled=not args.quiet)
+    gen = denoise_iter(str(image_path), model, out=out, axes=args.axes, blind_spot=args.blind_spot,
+                       device=args.device, precision=args.precision, tile_size=args.tile_size,
+                       renormalize=args.renormalize, dtype=args.dtype or "float32", overwrite=args.overwrite,
+                       scheduler=None if scheduler == "distributed" else scheduler, client=client,
+                       n_workers=args.workers, memory=args.memory)
+    path = None
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                path = stop.value
+                break
+            if event.message and event.kind in ("start", "chunk") and event.message.startswith(("resuming", "out of")):
+                _note(event.message)
+            bar.update(event.fraction, f"chunk {event.step}/{event.total}")
+    except KeyboardInterrupt:
+        gen.close()
+        bar.close()
+        resumable = name.endswith(".zarr")
+        _note("interrupted: " + ("run the same command again to resume" if resumable else "nothing was written"))
+        return EXIT_INTERRUPTED
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+    print(f"wrote {path}")
     return 0
 
 
@@ -557,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training blind spot: auto (from the noise diagnostic; default) or an odd number of pixels")
     t.add_argument("--inference-blind-spot", type=_int_arg, metavar="N",
                    help="default blind spot stored in the model for denoising (0 = non-blind, 1, 3 ...)")
-    t.add_argument("--network", choices=["tiny", "small", "paper"], help="network size (default small)")
+    t.add_argument("--network", choices=["auto", "tiny", "small", "paper"], help="network size (default auto: tiny on CPU, small on GPU)")
     t.add_argument("--loss", choices=["auto", "l1", "l2"], help="auto: L1 for RGB photos, L2 otherwise")
     t.add_argument("--seed", type=_int_arg, help="random seed (default 0)")
     t.add_argument("--device", help=dev_help)
@@ -572,7 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Denoise IMAGE with MODEL and write the result (float32 TIFF by default).")
     d.add_argument("model", metavar="MODEL", help="model file from 'napari-bsdenoise train'")
     d.add_argument("image", metavar="IMAGE", help="noisy TIFF, PNG or JPEG")
-    d.add_argument("-o", "--output", metavar="OUT", required=True, help="output .tif or .png (never the input)")
+    d.add_argument("-o", "--output", metavar="OUT", required=True,
+                   help="output .tif, .png or .zarr (never the input; .zarr streams chunk by chunk and resumes)")
     d.add_argument("--axes", help=axes_help)
     d.add_argument("--blind-spot", type=_int_arg, metavar="N",
                    help="inference blind spot: 0 (non-blind, sharpest), 1, 3 ... (default: the model's)")
@@ -584,6 +643,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float32 (default for TIFF) or the input's type, rounded and clipped (default for PNG)")
     d.add_argument("--renormalize", action="store_true",
                    help="normalise with this image's statistics (data brighter/darker than the training data)")
+    d.add_argument("--scheduler", choices=["threads", "sync", "distributed"],
+                   help="stream chunk by chunk with this dask scheduler (implied by a .zarr input or output); "
+                   "'distributed' starts a local cluster of --workers processes")
+    d.add_argument("--address", metavar="ADDR",
+                   help="dask.distributed scheduler address (e.g. tcp://head:8786) to run on a cluster")
+    d.add_argument("--workers", type=_positive_int, metavar="N", help="parallel chunks (threads or local processes)")
+    d.add_argument("--memory", metavar="BYTES", help="activation memory per running chunk, e.g. 2GB "
+                   "(default: from the available RAM); sets the tile size")
+    d.add_argument("--overwrite", action="store_true", help="replace an existing .zarr output instead of resuming")
     d.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_denoise)
 

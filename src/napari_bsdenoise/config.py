@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .errors import InputError
 
-# Network size presets: (encoder width, pooling levels).  "small" is the CPU
-# default (chosen by benchmarks/bench_speed.py); "paper" is the published
-# AT-BSN teacher (1.27 M parameters for RGB).
+# Network size presets: (encoder width, pooling levels).  "tiny" is the CPU
+# default and "small" the GPU default (network="auto", api.py; speeds in
+# docs/speed.md); "paper" is the published AT-BSN teacher (1.27 M parameters for RGB).
 NETWORK_PRESETS: dict[str, dict[str, int]] = {
     "tiny": {"width": 16, "depth": 3},
     "small": {"width": 32, "depth": 4},
