@@ -89,6 +89,7 @@ def test_dask_input_stays_lazy(model):
         return np.random.default_rng(len(calls)).normal(100, 10, block.shape).astype(np.float32)
 
     x = da.zeros((2, 200, 200), chunks=(1, 100, 100), dtype=np.float32).map_blocks(source, dtype=np.float32)
+    calls.clear()  # dask may probe the function on empty blocks to infer metadata
     out = bsd.denoise(x, model, axes="ZYX")
     assert isinstance(out, da.Array) and out.shape == x.shape
     assert calls == []  # nothing read, nothing computed
@@ -143,9 +144,9 @@ def test_tiff_path_to_zarr_keeps_dtype_and_metadata(model, tmp_path):
 
 def test_resumed_zarr_write_equals_uninterrupted(model, tmp_path):
     rng = np.random.default_rng(3)
-    img = rng.normal(100, 10, (3, 200, 190)).astype(np.float32)
+    img = rng.normal(100, 10, (3, 190, 100)).astype(np.float32)
     x = da.from_array(img, chunks=(1, 64, 64))
-    kw = dict(axes="ZYX", tile_size=32, chunk_size=96, scheduler="sync")
+    kw = dict(axes="ZYX", tile_size=96, scheduler="sync")  # 3 x 2 chunks
     full = bsd.denoise(x, model, out=tmp_path / "full.zarr", **kw)
 
     seen = []
@@ -170,6 +171,17 @@ def test_resumed_zarr_write_equals_uninterrupted(model, tmp_path):
     # a different job must not silently resume into that store
     with pytest.raises(InputError, match="exists"):
         bsd.denoise(x, model, out=tmp_path / "part.zarr", axes="ZYX", blind_spot=3)
+
+
+def test_resume_keeps_the_stored_tiling_when_memory_changes(model, tmp_path):
+    img = np.random.default_rng(0).normal(100, 10, (2, 60, 60)).astype(np.float32)
+    with pytest.raises(InterruptedError):
+        bsd.denoise(img, model, axes="ZYX", out=tmp_path / "o.zarr", memory="200MB",
+                    callback=lambda e: e.kind != "chunk")
+    events = []
+    bsd.denoise(img, model, axes="ZYX", out=tmp_path / "o.zarr", memory="3GB", callback=events.append)
+    assert events[0].step == 1 and tiling.is_complete(tmp_path / "o.zarr")
+    assert _close(zarr.open_array(str(tmp_path / "o.zarr"))[:], _untiled(img, model, "ZYX"), img)
 
 
 def test_tiff_output_and_partial_file(model, tmp_path):
@@ -234,18 +246,20 @@ def test_out_of_memory_halves_the_tile_and_says_so(model, monkeypatch, tmp_path)
 def test_local_cluster_matches_threads(model, tmp_path):
     distributed = pytest.importorskip("distributed")
     rng = np.random.default_rng(5)
-    img = rng.normal(100, 10, (2, 180, 200)).astype(np.float32)
+    img = rng.normal(100, 10, (2, 181, 90)).astype(np.float32)  # 2 x 2 chunks, overlapping along Y
     z = zarr.create_array(str(tmp_path / "in.zarr"), shape=img.shape, chunks=(1, 64, 64), dtype="f4")
     z[:] = img
-    threaded = bsd.denoise(tmp_path / "in.zarr", model, axes="ZYX", tile_size=32).compute(scheduler="threads")
+    threaded = bsd.denoise(tmp_path / "in.zarr", model, axes="ZYX", tile_size=64).compute(scheduler="threads")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   env={"OMP_NUM_THREADS": "1"}) as cluster, distributed.Client(cluster) as client:
-        lazy = bsd.denoise(tmp_path / "in.zarr", model, axes="ZYX", tile_size=32, client=client)
+        lazy = bsd.denoise(tmp_path / "in.zarr", model, axes="ZYX", tile_size=64, client=client)
         on_cluster = client.compute(lazy).result()
-        path = bsd.denoise(tmp_path / "in.zarr", model, axes="ZYX", tile_size=32, client=client,
+        tifffile.imwrite(tmp_path / "in.tif", img, imagej=True, metadata={"axes": "ZYX"})
+        from_tiff = client.compute(bsd.denoise(tmp_path / "in.tif", model, tile_size=64, client=client)).result()
+        path = bsd.denoise(tmp_path / "in.zarr", model, axes="ZYX", tile_size=64, client=client,
                            out=tmp_path / "out.zarr")
         loaded = client.run(lambda: sorted(k for k in tiling._CACHE if isinstance(k, str)))
-    assert np.array_equal(on_cluster, threaded)
+    assert np.array_equal(on_cluster, threaded) and np.array_equal(from_tiff, threaded)
     assert np.array_equal(zarr.open_array(str(path))[:], threaded)
     assert len(loaded) == 2 and all(len(v) == 1 for v in loaded.values())  # one model per worker
     assert _close(threaded, _untiled(img, model, "ZYX"), img)

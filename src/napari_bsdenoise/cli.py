@@ -469,7 +469,7 @@ def _denoise_streaming(args, model_path: Path, image_path: Path) -> int:
     if not (name.endswith(".zarr") or name.endswith(TIFF_SUFFIXES)):
         raise CLIError(f"{out}: streaming output must be .zarr, .tif or .ome.tif")
     model = load_model(model_path)
-    client = None
+    client = cluster = None
     if args.address:
         from distributed import Client
 
@@ -478,7 +478,8 @@ def _denoise_streaming(args, model_path: Path, image_path: Path) -> int:
     if scheduler == "distributed" and client is None:
         from distributed import Client, LocalCluster
 
-        client = Client(LocalCluster(n_workers=args.workers or 2, threads_per_worker=1))
+        cluster = LocalCluster(n_workers=args.workers or 2, threads_per_worker=1, dashboard_address=None)
+        client = Client(cluster)
     bar = Progress("denoise", enabled=not args.quiet)
     gen = denoise_iter(str(image_path), model, out=out, axes=args.axes, blind_spot=args.blind_spot,
                        device=args.device, precision=args.precision, tile_size=args.tile_size,
@@ -506,6 +507,8 @@ def _denoise_streaming(args, model_path: Path, image_path: Path) -> int:
         bar.close()
         if client is not None:
             client.close()
+        if cluster is not None:
+            cluster.close()
     print(f"wrote {path}")
     return 0
 

@@ -209,7 +209,6 @@ def _zarr_source(z, path=None) -> Source:
 def _tiff_source(path: Path) -> Source:
     import dask.array as da
     import tifffile
-    import zarr
 
     from .cli import _TIFF_AXES
 
@@ -238,11 +237,39 @@ def _tiff_source(path: Path) -> Source:
             unit = ome.get("PhysicalSizeXUnit", unit)
     mapped = "".join(_TIFF_AXES.get(a, "?") for a in file_axes)
     axes = mapped if "?" not in mapped and len(set(mapped)) == len(mapped) else None
-    store = tifffile.imread(path, aszarr=True)
-    z = zarr.open(store, mode="r")
-    if isinstance(z, zarr.Group):  # pyramidal files: level 0
-        z = z["0"]
-    return Source(da.from_zarr(z), axes, px, unit, str(path))
+    arr = TiffArray(str(path))
+    return Source(da.from_array(arr, chunks=arr.chunks, asarray=False, lock=False, meta=np.empty((0,) * arr.ndim,
+                                                                                             arr.dtype)),
+                  axes, px, unit, str(path))
+
+
+class TiffArray:
+    """A TIFF file as a sliceable array that pickles as its path: each process opens the file
+    itself (through tifffile's zarr interface), so a dask graph over it runs on a cluster."""
+
+    def __init__(self, path: str):
+        self.path = path
+        z = self._zarr()
+        self.shape, self.dtype, self.chunks = tuple(z.shape), np.dtype(z.dtype), tuple(z.chunks)
+        self.ndim = len(self.shape)
+
+    def _zarr(self):
+        z = getattr(self, "_z", None)
+        if z is None:
+            import tifffile
+            import zarr
+
+            z = zarr.open(tifffile.imread(self.path, aszarr=True), mode="r")
+            if isinstance(z, zarr.Group):  # pyramidal files: level 0
+                z = z["0"]
+            self._z = z
+        return z
+
+    def __getitem__(self, key):
+        return np.asarray(self._zarr()[key])
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_z"}
 
 
 def open_input(image) -> Source:
@@ -622,14 +649,25 @@ def _open_zarr_out(path: Path, job: LazyJob, overwrite: bool):
                 old = dict(z.attrs).get(ATTRS_KEY, {})
             except Exception:
                 old = {}
-            if old.get("signature") != json.loads(json.dumps(sig)):
+            new = json.loads(json.dumps(sig))
+            if old.get("signature") != new:
+                was = old.get("signature") or {}
+                diff = sorted(k for k in set(was) | set(new) if was.get(k) != new.get(k))
+                if was.get("plan") and new.get("plan"):
+                    diff += [f"plan.{k}" for k in new["plan"] if was["plan"].get(k) != new["plan"][k]]
                 raise InputError(f"{path} exists and was not written by an interrupted run of this same job "
-                                 "(other input, model or settings); choose another output or pass overwrite=True")
+                                 f"(differs in: {', '.join(diff) or 'not a napari-bsdenoise store'}); "
+                                 "choose another output or pass overwrite=True")
             done = set()
             if done_path.exists():
-                for line in done_path.read_text().splitlines():
-                    if line.strip():
-                        done.add(tuple(int(v) for v in line.split(",")))
+                # only newline-terminated records count: a line cut short by a crash is ignored
+                for line in done_path.read_text().split("\n")[:-1]:
+                    try:
+                        rec = tuple(int(v) for v in line.split(","))
+                    except ValueError:
+                        continue
+                    if len(rec) == len(job.result.numblocks):
+                        done.add(rec)
             return z, done, bool(old.get("complete"))
     z = zarr.create_array(str(path), shape=job.result.shape, chunks=_zarr_chunks(job.result),
                           dtype=job.out_dtype, fill_value=0, overwrite=True)
@@ -687,8 +725,21 @@ def denoise_iter(image, model, *, out, overwrite: bool = False, scheduler=None, 
     else:
         own_client = False
     try:
-        job = build(image, model, client=client, n_workers=n_workers, **kwargs)
+        if n_workers is None and client is None and kwargs.get("device") not in (None, "cpu", "auto"):
+            n_workers = 1  # one GPU: one chunk at a time keeps device memory bounded
+        elif n_workers is None and client is None and kwargs.get("device") in (None, "auto"):
+            from .device import resolve_device
+
+            if resolve_device(None).type != "cpu":
+                n_workers = 1
         path = Path(out)
+        if not overwrite and path.exists():  # resuming: keep the stored tiling (the memory budget may have moved)
+            plan = _stored_plan(path)
+            if plan and kwargs.get("tile_size") is None:
+                kwargs["tile_size"] = plan.get("tile")
+            if plan and kwargs.get("chunk_size") is None:
+                kwargs["chunk_size"] = plan.get("chunk")
+        job = build(image, model, client=client, n_workers=n_workers, **kwargs)
         name = path.name.lower()
         if name.endswith(".zarr") or name.endswith(".zarr/"):
             gen = _write_zarr(job, path, overwrite, scheduler, client, n_workers)
@@ -701,6 +752,16 @@ def denoise_iter(image, model, *, out, overwrite: bool = False, scheduler=None, 
     finally:
         if own_client:
             client.close()
+
+
+def _stored_plan(path: Path) -> dict | None:
+    try:
+        import zarr
+
+        z = zarr.open_array(str(path), mode="r")
+        return dict(z.attrs).get(ATTRS_KEY, {}).get("signature", {}).get("plan")
+    except Exception:
+        return None
 
 
 def _event(kind, done, total, t0, message=""):

@@ -40,7 +40,9 @@ def auto_tile(network, blind_spot: int, memory_bytes: int) -> int:
     per_px = max(1, window_bytes(network, 1, 1))
     side = int((memory_bytes / per_px) ** 0.5)
     tile = (side - 2 * halo) // multiple * multiple
-    return max(multiple, min(tile, 4096))
+    # below one halo the halo overhead explodes (a window of 3 halos for each tile): the budget
+    # then yields to a tile of one halo
+    return max(halo, multiple, min(tile, 4096))
 
 
 def chunk_sizes(size: int, chunk: int, halo: int) -> tuple[int, ...]:
