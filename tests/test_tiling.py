@@ -259,8 +259,10 @@ def test_local_cluster_matches_threads(model, tmp_path):
         path = bsd.denoise(tmp_path / "in.zarr", model, axes="ZYX", tile_size=64, client=client,
                            out=tmp_path / "out.zarr")
         loaded = client.run(lambda: sorted(k for k in tiling._CACHE if isinstance(k, str)))
-    assert np.array_equal(on_cluster, threaded) and np.array_equal(from_tiff, threaded)
-    assert np.array_equal(zarr.open_array(str(path))[:], threaded)
+    # equal up to float rounding: workers run torch with 1 thread, the test process maybe with more,
+    # and oneDNN may then pick other convolution kernels
+    assert _close(on_cluster, threaded, img) and _close(from_tiff, threaded, img)
+    assert _close(zarr.open_array(str(path))[:], threaded, img)
     assert len(loaded) == 2 and all(len(v) == 1 for v in loaded.values())  # one model per worker
     assert _close(threaded, _untiled(img, model, "ZYX"), img)
 
