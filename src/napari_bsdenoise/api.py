@@ -73,6 +73,22 @@ def _layout(arr: np.ndarray, axes: str | None, channels: str | None) -> SampleLa
     return SampleLayout(axes, tuple(arr.shape), mode)
 
 
+def _inference_layout(x, model: BlindSpotModel, axes: str | None, blind_spot) -> tuple[SampleLayout, int]:
+    """Layout and blind spot for denoising ``x`` (any array-like with shape) with ``model``, checked."""
+    cfg = model.config
+    layout = _layout(x, axes, cfg.channel_mode)
+    s = cfg.inference_blind_spot if blind_spot is None else check_blind_spot(blind_spot)
+    h, w = layout.spatial_shape
+    if min(h, w) <= max(s, 2):
+        raise InputError(f"the image ({h}x{w} pixels) is too small for a blind spot of {s} pixels")
+    if cfg.channel_mode == "joint" and layout.n_channels != cfg.network.in_channels:
+        raise InputError(
+            f"the model takes {cfg.network.in_channels}-channel images and this one has {layout.n_channels} "
+            f"(axes {layout.axes}, shape {tuple(x.shape)})"
+        )
+    return layout, s
+
+
 def _normalization(samples: np.ndarray) -> Normalization:
     """Per-channel mean/std of ``(N, C, Y, X)`` data (subsampled for big data)."""
     flat = samples.transpose(1, 0, 2, 3).reshape(samples.shape[1], -1)
@@ -402,16 +418,7 @@ def denoise(
     if dtype not in ("float32", "input"):
         np.dtype(dtype)  # fail early on a bad dtype
     cfg = model.config
-    layout = _layout(arr, axes, cfg.channel_mode)
-    s = cfg.inference_blind_spot if blind_spot is None else check_blind_spot(blind_spot)
-    h, w = layout.spatial_shape
-    if min(h, w) <= max(s, 2):
-        raise InputError(f"the image ({h}x{w} pixels) is too small for a blind spot of {s} pixels")
-    if cfg.channel_mode == "joint" and layout.n_channels != cfg.network.in_channels:
-        raise InputError(
-            f"the model takes {cfg.network.in_channels}-channel images and this one has {layout.n_channels} "
-            f"(axes {layout.axes}, shape {arr.shape})"
-        )
+    layout, s = _inference_layout(arr, model, axes, blind_spot)
     samples = to_samples(arr, layout)
     norm = _normalization(samples) if renormalize else _match_normalization(cfg.normalization, layout)
     data = _normalize(samples, norm)

@@ -459,8 +459,7 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
     ``renormalize=True``)."""
     import dask.array as da
 
-    from .api import _layout, _match_normalization
-    from .config import check_blind_spot
+    from .api import _inference_layout, _match_normalization
     from .device import resolve_device, resolve_precision
     from .engine.predict import auto_tile, chunk_sizes, tile_plan
     from .model import BlindSpotModel
@@ -473,14 +472,8 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
     cfg = model.config
     if axes is None and src.axes is not None and len(src.axes) == x.ndim:
         axes = src.axes
-    layout = _layout(x, axes, cfg.channel_mode)
-    s = cfg.inference_blind_spot if blind_spot is None else check_blind_spot(blind_spot)
+    layout, s = _inference_layout(x, model, axes, blind_spot)
     h, w = layout.spatial_shape
-    if min(h, w) <= max(s, 2):
-        raise InputError(f"the image ({h}x{w} pixels) is too small for a blind spot of {s} pixels")
-    if cfg.channel_mode == "joint" and layout.n_channels != cfg.network.in_channels:
-        raise InputError(f"the model takes {cfg.network.in_channels}-channel images and this one has "
-                         f"{layout.n_channels} (axes {layout.axes}, shape {tuple(x.shape)})")
     if dtype not in ("float32", "input"):
         out_dtype = np.dtype(dtype)
     else:
