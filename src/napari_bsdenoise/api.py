@@ -178,6 +178,7 @@ def make_trainer(
     if min(h, w) <= 2 * s_train:
         raise InputError(f"the image ({h}x{w}) is too small for a training blind spot of {s_train} pixels")
 
+    dev = resolve_device(device)
     if model is not None:
         if not isinstance(model, BlindSpotModel):
             raise InputError(f"model must be a BlindSpotModel (from train or load_model), got {type(model).__name__}")
@@ -192,7 +193,7 @@ def make_trainer(
         if loss == "auto":
             loss = "l1" if (layout.channel_mode == "joint" and layout.n_channels >= 3) else "l2"
         if network == "auto":
-            network = "tiny" if resolve_device(device).type == "cpu" else "small"
+            network = "tiny" if dev.type == "cpu" else "small"
         if isinstance(network, str):
             if network not in NETWORK_PRESETS:
                 raise InputError(f"network must be one of {sorted(NETWORK_PRESETS)} or a dict, got {network!r}")
@@ -222,7 +223,6 @@ def make_trainer(
     data = _normalize(samples, _match_normalization(norm, layout))
     if config.channel_mode == "independent":
         data = fold_channels(data)
-    dev = resolve_device(device)
     # a patch must hold plenty of context around a large blind spot: with s=9 on
     # 32-px patches most of what a branch sees is padding and training fails
     patch_size = max(patch_size, 8 * s_train)
@@ -428,15 +428,7 @@ def denoise(
     dev = resolve_device(device)
     gen = predict_iter(model.network, data, blind_spot=s, device=dev,
                        precision=resolve_precision(precision, dev), tile=tile_size)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            out = stop.value
-            break
-        if callback is not None and callback(event) is False:
-            gen.close()
-            raise InterruptedError("denoising was cancelled")
+    out = _drive(gen, callback)
     model.network.to("cpu")
     if independent:
         out = unfold_channels(out, layout.n_channels)
@@ -450,15 +442,13 @@ def denoise(
 
 
 def _drive(gen, callback):
-    """Run a generator of ProgressEvents to its return value; ``callback`` returning False cancels."""
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if callback is not None and callback(event) is False:
-            gen.close()
-            raise InterruptedError("denoising was cancelled")
+    """Run a denoising generator to its result; ``callback`` returning False cancels."""
+    from .engine.progress import run_events
+
+    try:
+        return run_events(gen, callback)
+    except InterruptedError:
+        raise InterruptedError("denoising was cancelled") from None
 
 
 def denoise_iter(image, model: BlindSpotModel, *, out, **kwargs):

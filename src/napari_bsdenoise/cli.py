@@ -459,6 +459,7 @@ def cmd_denoise(args) -> int:
 def _denoise_streaming(args, model_path: Path, image_path: Path) -> int:
     """Chunk-by-chunk denoising of a large TIFF/zarr into a .zarr or TIFF (resumable for .zarr)."""
     from .api import denoise_iter, load_model
+    from .engine.progress import run_events
 
     if not image_path.exists():
         raise CLIError(f"image file not found: {image_path}")
@@ -486,17 +487,13 @@ def _denoise_streaming(args, model_path: Path, image_path: Path) -> int:
                        renormalize=args.renormalize, dtype=args.dtype or "float32", overwrite=args.overwrite,
                        scheduler=None if scheduler == "distributed" else scheduler, client=client,
                        n_workers=args.workers, memory=args.memory)
-    path = None
+    def show(event):
+        if event.message and event.kind in ("start", "chunk") and event.message.startswith(("resuming", "out of")):
+            _note(event.message)
+        bar.update(event.fraction, f"chunk {event.step}/{event.total}")
+
     try:
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                path = stop.value
-                break
-            if event.message and event.kind in ("start", "chunk") and event.message.startswith(("resuming", "out of")):
-                _note(event.message)
-            bar.update(event.fraction, f"chunk {event.step}/{event.total}")
+        path = run_events(gen, show)
     except KeyboardInterrupt:
         gen.close()
         bar.close()

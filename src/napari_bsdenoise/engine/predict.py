@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..device import autocast
-from .progress import ProgressEvent
+from .progress import ProgressEvent, run_events
 
 
 DEFAULT_TILE = 768
@@ -118,9 +118,4 @@ def predict_iter(network, data: np.ndarray, *, blind_spot: int, device, precisio
 
 def predict(network, data: np.ndarray, **kwargs) -> np.ndarray:
     """Run :func:`predict_iter` to completion and return the result."""
-    gen = predict_iter(network, data, **kwargs)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return run_events(predict_iter(network, data, **kwargs))

@@ -39,3 +39,19 @@ class ProgressEvent:
         if self.message:
             parts.append(self.message)
         return ", ".join(parts)
+
+
+def run_events(gen, callback=None):
+    """Drive a generator of :class:`ProgressEvent` to its return value.
+
+    ``callback`` is called with each event; returning ``False`` closes the
+    generator (its cleanup runs) and raises :class:`InterruptedError`.
+    """
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if callback is not None and callback(event) is False:
+            gen.close()
+            raise InterruptedError("cancelled")
