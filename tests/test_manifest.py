@@ -30,6 +30,30 @@ def test_every_sample_has_a_command(manifest):
     assert "napari-bsdenoise.sample_microscopy" in commands
 
 
+def test_widgets_and_filter_menu(manifest):
+    widgets = {w.display_name: w.command for w in manifest.contributions.widgets}
+    assert widgets == {"Train": "napari-bsdenoise.train_widget", "Denoise": "napari-bsdenoise.denoise_widget"}
+    menu = [item.command for item in manifest.contributions.menus["napari/layers/filter"]]
+    assert set(menu) == set(widgets.values())
+    from napari_bsdenoise.widgets import DenoiseWidget, TrainWidget
+
+    commands = {c.id: c.python_name for c in manifest.contributions.commands}
+    assert commands["napari-bsdenoise.train_widget"].endswith(":TrainWidget") and TrainWidget
+    assert commands["napari-bsdenoise.denoise_widget"].endswith(":DenoiseWidget") and DenoiseWidget
+
+
+def test_core_never_imports_napari_or_qt():
+    import subprocess
+    import sys
+
+    code = ("import sys, napari_bsdenoise as b, napari_bsdenoise.api, napari_bsdenoise.preview, "
+            "napari_bsdenoise.jobs, napari_bsdenoise.tiling, napari_bsdenoise.cli; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide6')]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 EXPECTED = {
     "sample_microscopy": ((512, 512), np.uint16),
     "sample_camera": ((512, 512, 3), np.uint8),

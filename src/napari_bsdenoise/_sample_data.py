@@ -86,9 +86,10 @@ def nuclei_image() -> np.ndarray:
 def sample_microscopy():
     """2-D fluorescence-like tissue image (512x512) with low-light Poisson-Gaussian camera noise, uint16."""
     noisy, clean = poisson_gaussian(nuclei_image(), photons=30.0, read_noise=2.0, seed=1)
+    meta = {"scale": (0.5, 0.5), "units": ("micrometer", "micrometer"), "axis_labels": ("y", "x")}
     return [
-        (clean, {"name": "nuclei (clean reference)", "visible": False, "colormap": "gray"}),
-        (noisy, {"name": "nuclei (noisy)", "colormap": "gray"}),
+        (clean, {"name": "nuclei (clean reference)", "visible": False, "colormap": "gray", **meta}),
+        (noisy, {"name": "nuclei (noisy)", "colormap": "gray", **meta}),
     ]
 
 
@@ -115,7 +116,8 @@ def sample_stack():
     crop = nuclei_image()[192:320, 192:320]
     vol = np.stack([ndi.gaussian_filter(crop, 0.3 + 0.25 * abs(z - 15.5)) for z in range(32)])
     noisy, clean = poisson_gaussian(vol, photons=30.0, read_noise=2.0, seed=3)
-    meta = {"colormap": "magma", "scale": (2.0, 1.0, 1.0)}
+    meta = {"colormap": "magma", "scale": (2.0, 1.0, 1.0), "units": ("micrometer",) * 3,
+            "axis_labels": ("z", "y", "x")}
     return [
         (clean, {"name": "focus stack (clean reference)", "visible": False, **meta}),
         (noisy, {"name": "focus stack (noisy)", **meta}),

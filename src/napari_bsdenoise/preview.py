@@ -1,0 +1,138 @@
+"""A fast blind-spot preview of one 2-D view: cache the network's features, re-run only the head.
+
+AT-BSN's features do not depend on the inference blind spot: only the final
+shift and the 1x1 head do (:meth:`~napari_bsdenoise.nn.atbsn.ATBSN.features`).
+:class:`Preview` computes the features of a view (plus a context margin) once,
+and :meth:`Preview.render` then applies any blind spot to the view alone, which
+is what a blind-spot slider needs.  Networks without ``features()`` (e.g. a
+student) are run whole on each render.
+
+With a margin of at least the network's receptive radius (the default for the
+``tiny`` and ``small`` presets) the preview equals what
+:func:`napari_bsdenoise.denoise` gives for the same pixels, up to float rounding.
+No napari or Qt here: the widgets and the console use it alike.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .axes import SampleLayout, fold_channels, from_samples, to_samples, unfold_channels
+from .errors import InputError
+
+#: The margin of context around a view is capped at this many pixels (the ``paper`` preset's
+#: receptive radius is ~320 px; a capped margin makes the preview approximate near its borders).
+MAX_MARGIN = 128
+
+
+def _check_axes_2d(axes: str, shape) -> str:
+    axes = (axes or "").upper()
+    if sorted(axes) not in (sorted("YX"), sorted("CYX")) or len(axes) != len(shape):
+        raise InputError(f"a preview needs one 2-D view with axes among C, Y, X (e.g. 'YX', 'YXC'); got "
+                         f"axes {axes!r} for shape {tuple(shape)}")
+    return axes
+
+
+class Preview:
+    """Denoised previews of ``region`` of a 2-D image at any blind spot, from cached features.
+
+    Parameters
+    ----------
+    model : BlindSpotModel
+    image : array_like
+        One 2-D view (the current slice): axes ``YX``, or with channels (``YXC``, ``CYX``).
+    axes : str, optional
+        Axes of ``image``; inferred for ``YX`` and RGB ``YXC``.
+    region : (y0, y1, x0, x1), optional
+        The visible part of ``image`` (default: all of it).
+    margin : int, optional
+        Context around ``region`` (default: the receptive radius, at most :data:`MAX_MARGIN`).
+    device : str, optional
+        Torch device (default ``"cpu"``).
+    """
+
+    def __init__(self, model, image, *, axes: str | None = None, region=None, margin: int | None = None,
+                 device: str | None = "cpu"):
+        import torch
+
+        from .api import _inference_layout, _match_normalization, _normalize, check_image
+        from .device import resolve_device
+
+        arr = check_image(image)
+        layout, _ = _inference_layout(arr, model, axes, 0)
+        self.axes = _check_axes_2d(layout.axes, arr.shape)
+        self.model = model
+        self.network = model.network.eval()
+        self.device = resolve_device(device)
+        h, w = layout.spatial_shape
+        y0, y1, x0, x1 = (0, h, 0, w) if region is None else (int(v) for v in region)
+        y0, x0 = max(0, min(y0, h - 1)), max(0, min(x0, w - 1))
+        y1, x1 = max(y0 + 1, min(y1, h)), max(x0 + 1, min(x1, w))
+        self.region = (y0, y1, x0, x1)
+        multiple = getattr(self.network, "multiple", 1)
+        if margin is None:
+            radius = self.network.receptive_radius(1) if hasattr(self.network, "receptive_radius") else 64
+            margin = min(MAX_MARGIN, -(-radius // multiple) * multiple)
+        # the crop starts on the pooling grid of the whole image, so its features are the image's
+        cy0, cx0 = max(0, y0 - margin) // multiple * multiple, max(0, x0 - margin) // multiple * multiple
+        cy1, cx1 = min(h, y1 + margin), min(w, x1 + margin)
+        self.crop = (cy0, cy1, cx0, cx1)
+        iy, ix = self.axes.index("Y"), self.axes.index("X")
+        sl = [slice(None)] * arr.ndim
+        sl[iy], sl[ix] = slice(cy0, cy1), slice(cx0, cx1)
+        crop = arr[tuple(sl)]
+        cfg = model.config
+        self._crop_layout = SampleLayout(self.axes, tuple(crop.shape), cfg.channel_mode)
+        vshape = list(crop.shape)
+        vshape[iy], vshape[ix] = y1 - y0, x1 - x0
+        self._view_layout = SampleLayout(self.axes, tuple(vshape), cfg.channel_mode)
+        self._norm = _match_normalization(cfg.normalization, self._crop_layout)
+        data = _normalize(to_samples(crop, self._crop_layout), self._norm)
+        if cfg.channel_mode == "independent":
+            data = fold_channels(data)
+        t0 = time.perf_counter()
+        self._x = torch.from_numpy(np.ascontiguousarray(data)).to(self.device)
+        self._features = None
+        if hasattr(self.network, "features") and hasattr(self.network, "head"):
+            with torch.no_grad():
+                self.network.to(self.device)
+                self._features = self.network.features(self._x)
+        self.features_seconds = time.perf_counter() - t0
+        self.render_seconds = 0.0
+
+    @property
+    def cached(self) -> bool:
+        """True when renders reuse cached features (only the head runs per blind spot)."""
+        return self._features is not None
+
+    def render(self, blind_spot: int) -> np.ndarray:
+        """The denoised ``region`` at ``blind_spot`` (float32, in the input's units and axes)."""
+        import torch
+
+        from .config import check_blind_spot
+        from .nn.atbsn import blind_spot_shift
+        from .nn.shifted import shift_down
+
+        s = check_blind_spot(blind_spot)
+        t0 = time.perf_counter()
+        y0, y1, x0, x1 = self.region
+        cy0, _, cx0, _ = self.crop
+        ry, rx = slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0)
+        with torch.no_grad():
+            if self._features is None:
+                out = self.network.to(self.device)(self._x, s)[:, :, ry, rx]
+            else:
+                d = blind_spot_shift(s)
+                branches = [torch.rot90(shift_down(f, d), -k, dims=(2, 3))[:, :, ry, rx]
+                            for k, f in enumerate(self._features)]
+                out = self.network.head(torch.cat(branches, dim=1))
+        out = out.float().cpu().numpy()
+        if self.model.config.channel_mode == "independent":
+            out = unfold_channels(out, self._view_layout.n_channels)
+        mean = np.asarray(self._norm.mean, np.float32)[None, :, None, None]
+        std = np.asarray(self._norm.std, np.float32)[None, :, None, None]
+        result = np.ascontiguousarray(from_samples(out * std + mean, self._view_layout), dtype=np.float32)
+        self.render_seconds = time.perf_counter() - t0
+        return result

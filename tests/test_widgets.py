@@ -1,0 +1,349 @@
+"""The napari widgets in a real (hidden) napari viewer: docking, the layer picker, training,
+Stop/Continue, the live blind-spot preview, denoising 2-D/RGB/3-D/dask layers, errors.
+
+Runs headless: Qt's ``offscreen`` platform with an X server for OpenGL (``Xvfb`` is started
+when there is no ``DISPLAY``; scripts/setup.sh testing installs it).  Models are tiny.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from napari_bsdenoise.widgets._layers import ensure_display
+
+ensure_display()
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import napari_bsdenoise as bsd  # noqa: E402
+from napari_bsdenoise.widgets import SESSION, DenoiseWidget, TrainWidget  # noqa: E402
+from napari_bsdenoise.widgets._denoise import BLIND_SPOTS  # noqa: E402
+from napari_bsdenoise.widgets._layers import camera, detect_axes  # noqa: E402
+
+pytestmark = pytest.mark.gui
+PLUGIN = "napari-bsdenoise"
+
+
+@pytest.fixture(autouse=True)
+def _clean_session():
+    SESSION.clear()
+    yield
+    SESSION.clear()
+
+
+def _noisy(shape, seed=0, dtype=np.float32):
+    from skimage import data, transform
+
+    rng = np.random.default_rng(seed)
+    base = transform.resize(data.camera().astype(np.float32), shape[-2:], anti_aliasing=True, preserve_range=True)
+    img = np.broadcast_to(base, shape) + rng.normal(0, 12, shape)
+    return np.clip(img, 0, 255).astype(dtype)
+
+
+@pytest.fixture(scope="module")
+def gray_model():
+    return bsd.train(_noisy((64, 64)), steps=2, network="tiny", blind_spot=1, patch_size=32, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def rgb_model():
+    rgb = np.stack([_noisy((64, 64), seed=c, dtype=np.uint8) for c in range(3)], axis=-1)
+    return bsd.train(rgb, steps=2, network="tiny", blind_spot=1, patch_size=32, batch_size=2)
+
+
+def _dock(viewer, name):
+    _dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    return widget
+
+
+def _records():
+    from napari.utils.notifications import notification_manager
+
+    return [str(n.message) for n in notification_manager.records]
+
+
+def _tiny_settings(w: TrainWidget, steps: int) -> None:
+    w.blind_spot_combo.setCurrentText("1")
+    w.budget_kind.setCurrentText("steps")
+    w.steps_spin.setValue(steps)
+    w.advanced.setChecked(True)
+    w.network_combo.setCurrentText("tiny")
+    w.patch_spin.setValue(32)
+    w.batch_spin.setValue(4)
+
+
+# -- docking and the layer picker -------------------------------------------------------------
+def test_dock_both_widgets_by_their_documented_names(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(_noisy((64, 64)), name="img")
+    train, denoise = _dock(viewer, "Train"), _dock(viewer, "Denoise")
+    assert isinstance(train, TrainWidget) and isinstance(denoise, DenoiseWidget)
+    assert train.picker.layer().name == "img" and denoise.picker.layer().name == "img"
+    assert train.axes_edit.text() == "YX"
+    assert "CPU" in train.device_label.text() or "GPU" in train.device_label.text()
+
+
+def test_layer_picker_follows_add_remove_rename(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    w = _dock(viewer, "Train")
+    assert w.picker.count() == 0 and w.picker.layer() is None
+    a = viewer.add_image(_noisy((64, 64)), name="a")
+    viewer.add_labels(np.zeros((64, 64), np.uint8), name="mask")  # never offered
+    assert [w.picker.itemText(i) for i in range(w.picker.count())] == ["a"]
+    b = viewer.add_image(_noisy((3, 64, 64)), name="b", axis_labels=("z", "y", "x"))
+    assert [w.picker.itemText(i) for i in range(w.picker.count())] == ["a", "b"]
+    w.picker.set_layer(b)
+    assert w.axes_edit.text() == "ZYX"
+    a.name = "renamed"
+    assert [w.picker.itemText(i) for i in range(w.picker.count())] == ["renamed", "b"]
+    assert w.picker.layer() is b  # the selection survives a rename
+    viewer.layers.remove(b)
+    assert [w.picker.itemText(i) for i in range(w.picker.count())] == ["renamed"]
+    assert w.picker.layer() is a and w.axes_edit.text() == "YX"
+
+
+def test_detect_axes_from_labels_rgb_and_shape(make_napari_viewer):
+    viewer = make_napari_viewer()
+    cases = [
+        (viewer.add_image(np.zeros((64, 64, 3), np.uint8), rgb=True), "YXC"),
+        (viewer.add_image(np.zeros((2, 64, 64))), "CYX"),
+        (viewer.add_image(np.zeros((9, 64, 64))), "ZYX"),
+        (viewer.add_image(np.zeros((5, 3, 64, 64))), "TZYX"),
+        (viewer.add_image(np.zeros((5, 2, 64, 64)), axis_labels=("time", "channel", "y", "x")), "TCYX"),
+        (viewer.add_image(np.zeros((7, 64, 64)), axis_labels=("t", "y", "x")), "TYX"),
+    ]
+    for layer, axes in cases:
+        assert detect_axes(layer) == axes, layer.axis_labels
+
+
+# -- training ---------------------------------------------------------------------------------
+def test_train_to_completion_then_save_and_load(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    data = _noisy((64, 64))
+    before = data.copy()
+    viewer.add_image(data, name="cells")
+    w = _dock(viewer, "Train")
+    denoise = _dock(viewer, "Denoise")
+    qtbot.waitUntil(lambda: w.noise is not None, timeout=20_000)  # the diagnostic runs on its own
+    assert "blind spot" in w.noise_label.text() and w.noise_plot.autocorrelation is not None
+    _tiny_settings(w, 30)
+    w.train_button.click()
+    assert w.busy and not w.train_button.isEnabled() and w.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: not w.busy, timeout=60_000)
+    assert w.trainer.step == 30 and w.model is not None
+    assert w.progress.value() == 1000
+    assert len(w.loss_plot.train) == 30 and len(w.loss_plot.val) >= 2
+    assert w.model.config.training["steps"] == 30
+    assert w.model.config.train_blind_spot == 1 and w.model.config.network.width == 16
+    assert SESSION.names() == ["cells model"] and SESSION.get("cells model") is w.model
+    assert denoise.model() is w.model  # the Denoise widget offers the model just trained
+    assert "Done: 30 steps" in w.status.text()
+    np.testing.assert_array_equal(viewer.layers["cells"].data, before)
+
+    path = w.save_model(str(tmp_path / "cells.safetensors"))
+    assert path.exists()
+    loaded = w.load_model(str(path))
+    assert loaded.config.to_dict()["network"] == w.model.config.to_dict()["network"]
+    np.testing.assert_allclose(bsd.denoise(data, loaded), bsd.denoise(data, SESSION.get("cells model")), atol=1e-5)
+
+
+def test_stop_acts_within_a_step_and_keeps_the_best_model(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(_noisy((64, 64)), name="img")
+    w = _dock(viewer, "Train")
+    _tiny_settings(w, 100_000)
+    w.train_button.click()
+    qtbot.waitUntil(lambda: w.trainer is not None and w.trainer.step >= 3, timeout=30_000)
+    w.stop_button.click()
+    at_stop = w.trainer.step
+    qtbot.waitUntil(lambda: not w.busy, timeout=10_000)
+    assert at_stop <= w.trainer.step <= at_stop + 1  # the step that was running finishes; no more
+    assert w.model is w.trainer.model and w.model is not None
+    assert "Stopped at step" in w.status.text()
+    assert w.continue_button.isEnabled() and w.train_button.isEnabled()
+    # Continue trains the same model 5 more steps (the budget is added to the steps done)
+    done = w.trainer.step
+    w.steps_spin.setValue(5)
+    w.continue_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+    assert w.trainer.step == done + 5
+    w.reset_button.click()
+    assert w.model is None and w.trainer is None and not w.continue_button.isEnabled()
+
+
+# -- errors become notifications --------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (np.zeros((2, 2, 2, 2, 16, 16), np.float32), "6-D"),
+        (np.where(np.eye(64) > 0, np.nan, 1.0).astype(np.float32), "NaN"),
+        (np.random.default_rng(0).normal(size=(8, 8)).astype(np.float32), "too small"),
+    ],
+    ids=["6-D", "NaN", "too-small"],
+)
+def test_bad_layer_gives_a_notification(make_napari_viewer, qtbot, data, message):
+    viewer = make_napari_viewer()
+    viewer.add_image(data, name="bad")
+    w = _dock(viewer, "Train")
+    if data.ndim == 6:
+        w.axes_edit.setText("??????")
+    w.blind_spot_combo.setCurrentText("1")
+    n = len(_records())
+    w.train_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=20_000)
+    new = _records()[n:]
+    assert any(message in m for m in new), new
+    assert w.model is None
+
+
+def test_denoise_without_model_or_with_wrong_channels_notifies(make_napari_viewer, rgb_model):
+    viewer = make_napari_viewer()
+    viewer.add_image(_noisy((64, 64)), name="gray")
+    w = _dock(viewer, "Denoise")
+    n = len(_records())
+    w.denoise_button.click()
+    assert any("no model" in m for m in _records()[n:])
+    SESSION.add("rgb", rgb_model)
+    w.denoise_button.click()
+    assert any("3-channel" in m for m in _records()[n:])
+    assert "gray_denoised" not in viewer.layers
+
+
+# -- the live preview -------------------------------------------------------------------------
+def test_preview_updates_when_the_slider_moves(make_napari_viewer, qtbot, gray_model):
+    viewer = make_napari_viewer()
+    data = _noisy((64, 64))
+    viewer.add_image(data, name="img", scale=(0.5, 0.5), translate=(3.0, 4.0))
+    SESSION.add("m", gray_model)
+    w = _dock(viewer, "Denoise")
+    w.set_blind_spot(1)
+    w.preview_check.setChecked(True)
+    qtbot.waitUntil(lambda: "img_preview" in viewer.layers, timeout=20_000)
+    prev = viewer.layers["img_preview"]
+    y0, y1, x0, x1 = prev.metadata["napari_bsdenoise"]["region"]
+    np.testing.assert_allclose(prev.data, bsd.denoise(data, gray_model, blind_spot=1)[y0:y1, x0:x1], atol=1e-4)
+    np.testing.assert_allclose(prev.translate, (3.0 + 0.5 * y0, 4.0 + 0.5 * x0))
+    first = prev.data.copy()
+    w.slider.setValue(BLIND_SPOTS.index(5))  # the slider: only the head runs, synchronously
+    assert w.preview.cached and viewer.layers["img_preview"] is prev
+    assert not np.allclose(prev.data, first)
+    np.testing.assert_allclose(prev.data, bsd.denoise(data, gray_model, blind_spot=5)[y0:y1, x0:x1], atol=1e-4)
+    assert prev.metadata["napari_bsdenoise"]["blind_spot"] == 5
+    assert 0 < w.preview_seconds < 5
+
+
+def test_preview_of_the_current_slice_and_view(make_napari_viewer, qtbot, gray_model):
+    viewer = make_napari_viewer()
+    stack = _noisy((3, 256, 256))
+    stack[2] += 40  # a different slice
+    layer = viewer.add_image(stack, name="stack", axis_labels=("z", "y", "x"), scale=(2, 1, 1))
+    SESSION.add("m", gray_model)
+    w = _dock(viewer, "Denoise")
+    viewer.dims.set_current_step(0, 2)
+    camera(viewer).center = (0, 64, 64)
+    camera(viewer).zoom = 8  # a small part of the slice is visible
+    w.preview_check.setChecked(True)
+    qtbot.waitUntil(lambda: "stack_preview" in viewer.layers and not w.preview_busy, timeout=20_000)
+    prev = viewer.layers["stack_preview"]
+    y0, y1, x0, x1 = prev.metadata["napari_bsdenoise"]["region"]
+    assert (y1 - y0) < 256 and (x1 - x0) < 256 and y0 <= 64 <= y1 and x0 <= 64 <= x1
+    assert prev.data.shape == (1, y1 - y0, x1 - x0)
+    assert prev.translate[0] == 2 * 2  # shown at slice 2 only
+    want = bsd.denoise(stack[2], gray_model, blind_spot=w.blind_spot())[y0:y1, x0:x1]
+    np.testing.assert_allclose(prev.data[0], want, atol=1e-3)
+    assert layer.data is stack
+
+
+# -- the whole layer --------------------------------------------------------------------------
+def _check_output(viewer, layer, out_name, model, blind_spot, axes):
+    out = viewer.layers[out_name]
+    assert out.data.shape == layer.data.shape
+    np.testing.assert_allclose(out.scale, layer.scale)
+    np.testing.assert_allclose(out.translate, layer.translate)
+    assert tuple(out.units) == tuple(layer.units) and tuple(out.axis_labels) == tuple(layer.axis_labels)
+    np.testing.assert_allclose(out.contrast_limits, layer.contrast_limits)
+    meta = out.metadata["napari_bsdenoise"]
+    assert meta["blind_spot"] == blind_spot and meta["axes"] == axes and meta["source_layer"] == layer.name
+    assert meta["model_config"]["network"]["width"] == model.config.network.width
+    return out
+
+
+@pytest.mark.parametrize("kind", ["2d", "rgb", "3d"])
+def test_denoise_layer(make_napari_viewer, qtbot, gray_model, rgb_model, kind):
+    viewer = make_napari_viewer()
+    if kind == "2d":
+        data, kw, model, axes = _noisy((64, 80)), {"scale": (0.5, 0.25), "translate": (10.0, -5.0),
+                                                    "units": ("um", "um")}, gray_model, "YX"
+    elif kind == "rgb":
+        data = np.stack([_noisy((64, 64), seed=c, dtype=np.uint8) for c in range(3)], axis=-1)
+        kw, model, axes = {"rgb": True, "scale": (2.0, 2.0), "translate": (1.0, 2.0)}, rgb_model, "YXC"
+    else:
+        data, model, axes = _noisy((3, 64, 64), dtype=np.uint16), gray_model, "ZYX"
+        kw = {"scale": (3.0, 0.5, 0.5), "translate": (6.0, 1.0, 1.0), "axis_labels": ("z", "y", "x"),
+              "contrast_limits": (10, 200)}
+    before = data.copy()
+    layer = viewer.add_image(data, name="in", **kw)
+    SESSION.add("m", model)
+    w = _dock(viewer, "Denoise")
+    assert w.axes_edit.text() == axes
+    w.set_blind_spot(3)
+    w.denoise_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+    out = _check_output(viewer, layer, "in_denoised", model, 3, axes)
+    np.testing.assert_allclose(out.data, bsd.denoise(data, model, axes=axes, blind_spot=3), atol=1e-4)
+    assert out.rgb == layer.rgb
+    np.testing.assert_array_equal(layer.data, before)  # the input is never modified
+    # denoising again replaces the output layer's data instead of adding "in_denoised [1]"
+    w.set_blind_spot(0)
+    w.denoise_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+    assert [lyr.name for lyr in viewer.layers] == ["in", "in_denoised"]
+    assert viewer.layers["in_denoised"].metadata["napari_bsdenoise"]["blind_spot"] == 0
+
+
+def test_dask_layer_stays_lazy(make_napari_viewer, qtbot, gray_model):
+    import dask.array as da
+
+    viewer = make_napari_viewer()
+    stack = _noisy((4, 64, 64))
+    lazy = da.from_array(stack, chunks=(1, 64, 64))
+    layer = viewer.add_image(lazy, name="lazy", axis_labels=("z", "y", "x"))
+    SESSION.add("m", gray_model)
+    w = _dock(viewer, "Denoise")
+    w.denoise_button.click()
+    assert not w.busy  # nothing to wait for: the result is a lazy dask array
+    out = _check_output(viewer, layer, "lazy_denoised", gray_model, 1, "ZYX")
+    assert isinstance(out.data, da.Array) and layer.data is lazy
+    np.testing.assert_allclose(np.asarray(out.data[1]), bsd.denoise(stack[1], gray_model), atol=1e-3)
+
+
+def test_denoise_to_a_zarr_file_and_cancel(make_napari_viewer, qtbot, gray_model, tmp_path):
+    import dask.array as da
+
+    viewer = make_napari_viewer()
+    stack = _noisy((3, 64, 64))
+    layer = viewer.add_image(stack, name="s", axis_labels=("z", "y", "x"))
+    SESSION.add("m", gray_model)
+    w = _dock(viewer, "Denoise")
+    w.file_check.setChecked(True)
+    w.file_edit.setText(str(tmp_path / "out.zarr"))
+    w.denoise_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+    out = _check_output(viewer, layer, "s_denoised", gray_model, 1, "ZYX")
+    assert isinstance(out.data, da.Array)  # read back lazily from the store
+    np.testing.assert_allclose(np.asarray(out.data), bsd.denoise(stack, gray_model, axes="ZYX"), atol=1e-3)
+    assert out.metadata["napari_bsdenoise"]["output_file"].endswith("out.zarr")
+
+    # Cancel: a 40-plane stack, cancelled after the first plane, adds no layer
+    viewer.layers.remove(out)
+    big = viewer.add_image(_noisy((40, 64, 64)), name="big", axis_labels=("z", "y", "x"))
+    w.picker.set_layer(big)
+    w.file_check.setChecked(False)
+    n = len(_records())
+    w.denoise_button.click()
+    w.cancel_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+    assert "big_denoised" not in viewer.layers
+    assert "Cancelled" in w.status.text() and any("cancelled" in m for m in _records()[n:])
