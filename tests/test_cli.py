@@ -282,3 +282,30 @@ def test_jpeg_input(tmp_path, capsys):
     rc, out, err = _run(capsys, "noise", path)
     assert rc == 0, err
     assert "axes YXC" in out
+
+
+# -- distill -----------------------------------------------------------------------------------
+def test_distill_writes_a_student_that_denoises(files, tmp_path, capsys):
+    student = tmp_path / "student"  # .safetensors is appended
+    rc, out, err = _run(capsys, "distill", files["model"], files["image"], "-o", student, "--steps", "3",
+                        "--student", "tiny", "--teacher-blind-spots", "1,3,5")
+    assert rc == 0, err
+    assert "non-blind student" in out and "teachers at blind spots 1, 3, 5" in err
+    model = load_model(tmp_path / "student.safetensors")
+    assert model.is_student and model.config.training["distillation"]["teacher_blind_spots"] == [1, 3, 5]
+    rc, out, err = _run(capsys, "denoise", tmp_path / "student.safetensors", files["image"], "-o",
+                        tmp_path / "d.tif")
+    assert rc == 0, err
+    assert tifffile.imread(tmp_path / "d.tif").shape == (64, 64)
+    rc, out, _ = _run(capsys, "info", tmp_path / "student.safetensors")
+    assert rc == 0 and "student" in out
+
+
+def test_distill_user_errors(files, tmp_path, capsys):
+    rc, _, err = _run(capsys, "distill", files["model"], files["png"], "-o", tmp_path / "s", "--steps", "1")
+    _assert_user_error(rc, err, "1-channel")  # a grey model cannot teach on an RGB photo
+    rc, _, err = _run(capsys, "distill", tmp_path / "missing.safetensors", files["image"], "-o", tmp_path / "s")
+    _assert_user_error(rc, err, "missing.safetensors")
+    rc, _, err = _run(capsys, "distill", files["model"], files["image"], "-o", tmp_path / "s",
+                      "--teacher-blind-spots", "2")
+    _assert_user_error(rc, err, "odd")

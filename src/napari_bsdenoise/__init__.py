@@ -5,12 +5,22 @@ The public API (napari-free; importable from scripts, the napari console and the
     import napari_bsdenoise as bsd
     model = bsd.train(noisy, axes="YX", seconds=120)      # learn from the noisy data itself
     clean = bsd.denoise(noisy, model, blind_spot=1)       # any blind spot, no retraining
+    student = bsd.distill(noisy, model, seconds=60)        # fast non-blind student for big stacks
     model.save("cells.safetensors"); model = bsd.load_model("cells.safetensors")
     bsd.estimate_noise_correlation(noisy).summary()
 """
 
 from ._version import __version__
-from .api import denoise, denoise_iter, estimate_noise_correlation, load_model, make_trainer, train
+from .api import (
+    denoise,
+    denoise_iter,
+    distill,
+    estimate_noise_correlation,
+    load_model,
+    make_distiller,
+    make_trainer,
+    train,
+)
 from .engine.progress import ProgressEvent
 from .errors import BSDenoiseError, InputError, ModelFileError
 from .model import BlindSpotModel
@@ -24,8 +34,10 @@ __all__ = [
     "ProgressEvent",
     "denoise",
     "denoise_iter",
+    "distill",
     "estimate_noise_correlation",
     "load_model",
+    "make_distiller",
     "make_trainer",
     "train",
 ]

@@ -6,6 +6,9 @@ functions; nothing heavy happens here.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 
 from ._version import __version__
@@ -78,6 +81,9 @@ def _inference_layout(x, model: BlindSpotModel, axes: str | None, blind_spot) ->
     cfg = model.config
     layout = _layout(x, axes, cfg.channel_mode)
     s = cfg.inference_blind_spot if blind_spot is None else check_blind_spot(blind_spot)
+    if model.is_student and s != 0:
+        raise InputError(f"blind_spot={s} does not apply: this model is a non-blind distilled student "
+                         "(use its teacher for a tunable blind spot)")
     h, w = layout.spatial_shape
     if min(h, w) <= max(s, 2):
         raise InputError(f"the image ({h}x{w} pixels) is too small for a blind spot of {s} pixels")
@@ -108,6 +114,35 @@ def _normalize(samples: np.ndarray, norm: Normalization) -> np.ndarray:
 
 
 # -- training ---------------------------------------------------------------------------------
+def _check_budget(steps, seconds, patch_size, batch_size, learning_rate) -> int | None:
+    """Validate the optimisation settings shared by training and distillation; returns ``steps``."""
+    for name, v in (("steps", steps), ("patch_size", patch_size), ("batch_size", batch_size)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise InputError(f"{name} must be a positive integer, got {v!r}")
+    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
+        raise InputError(f"seconds must be a positive number, got {seconds!r}")
+    if not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < 1):
+        raise InputError(f"learning_rate must be in (0, 1), got {learning_rate!r}")
+    return DEFAULT_STEPS if steps is None and seconds is None else steps
+
+
+def _loop_settings(steps, seconds, patch_size, batch_size, learning_rate, seed, device, precision,
+                   validation_fraction) -> dict:
+    """Keyword arguments of a Trainer / DistillTrainer, the precision resolved for training."""
+    from .device import resolve_precision
+
+    return dict(steps=steps, seconds=seconds, patch_size=patch_size, batch_size=batch_size,
+                learning_rate=learning_rate, seed=seed, device=device,
+                precision=resolve_precision(precision, device, training=True), val_fraction=validation_fraction)
+
+
+def _check_trainable_size(layout: SampleLayout) -> None:
+    h, w = layout.spatial_shape
+    if min(h, w) < MIN_TRAIN_SIDE:
+        raise InputError(f"the image is too small to train on: {h}x{w} pixels (Y, X); at least "
+                         f"{MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE} is needed")
+
+
 def make_trainer(
     image,
     *,
@@ -136,27 +171,17 @@ def make_trainer(
     like; ``trainer.model`` is the best model so far.  Arguments are those of
     :func:`train`.
     """
-    from .device import resolve_device, resolve_precision
+    from .device import resolve_device
     from .engine.train import Trainer
     from .noise import estimate_noise_correlation_samples
 
     arr = check_image(image)
     if method not in ("atbsn",):
         raise InputError(f"unknown method {method!r}; available: 'atbsn'")
-    for name, v in (("steps", steps), ("patch_size", patch_size), ("batch_size", batch_size)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
-            raise InputError(f"{name} must be a positive integer, got {v!r}")
-    if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
-        raise InputError(f"seconds must be a positive number, got {seconds!r}")
-    if not (isinstance(learning_rate, (int, float)) and 0 < learning_rate < 1):
-        raise InputError(f"learning_rate must be in (0, 1), got {learning_rate!r}")
-    if steps is None and seconds is None:
-        steps = DEFAULT_STEPS
+    steps = _check_budget(steps, seconds, patch_size, batch_size, learning_rate)
     layout = _layout(arr, axes, channels)
+    _check_trainable_size(layout)
     h, w = layout.spatial_shape
-    if min(h, w) < MIN_TRAIN_SIDE:
-        raise InputError(f"the image is too small to train on: {h}x{w} pixels (Y, X); at least "
-                         f"{MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE} is needed")
     if isinstance(blind_spot, str):
         if blind_spot != "auto":
             raise InputError(f"blind_spot must be 'auto' or an odd integer, got {blind_spot!r}")
@@ -182,13 +207,16 @@ def make_trainer(
     if model is not None:
         if not isinstance(model, BlindSpotModel):
             raise InputError(f"model must be a BlindSpotModel (from train or load_model), got {type(model).__name__}")
+        if model.is_student:
+            raise InputError("this model is a distilled student: continue it with distill(image, teacher, "
+                             "student=model), not with train")
         config = ModelConfig.from_dict(model.config.to_dict())
         config.train_blind_spot, config.inference_blind_spot = s_train, s_inf
         norm = config.normalization
         n_data_c = layout.n_channels
         if config.channel_mode == "joint" and config.network.in_channels != n_data_c:
             raise InputError(f"the model takes {config.network.in_channels} channels, the image has {n_data_c}")
-        start = BlindSpotModel(config, __import__("copy").deepcopy(model.network))
+        start = BlindSpotModel(config, copy.deepcopy(model.network))
     else:
         if loss == "auto":
             loss = "l1" if (layout.channel_mode == "joint" and layout.n_channels >= 3) else "l2"
@@ -229,15 +257,8 @@ def make_trainer(
     return Trainer(
         data,
         start,
-        steps=steps,
-        seconds=seconds,
-        patch_size=patch_size,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        device=dev,
-        precision=resolve_precision(precision, dev, training=True),
-        val_fraction=validation_fraction,
+        **_loop_settings(steps, seconds, patch_size, batch_size, learning_rate, seed, dev, precision,
+                         validation_fraction),
     )
 
 
@@ -306,6 +327,175 @@ def train(image, *, callback=None, **kwargs) -> BlindSpotModel:
         if callback is not None and callback(event) is False:
             break
     return trainer.model
+
+
+# -- distillation -----------------------------------------------------------------------------
+DEFAULT_DISTILL_PATCH_SIZE = 96
+
+
+def make_distiller(
+    image,
+    teacher: BlindSpotModel,
+    *,
+    axes: str | None = None,
+    student: str | dict | BlindSpotModel = "auto",
+    teacher_blind_spots="auto",
+    mode: str = "multi",
+    warm_start: bool = True,
+    steps: int | None = None,
+    seconds: float | None = None,
+    seed: int = 0,
+    device=None,
+    patch_size: int = DEFAULT_DISTILL_PATCH_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    precision: str = "auto",
+    validation_fraction: float = 0.1,
+):
+    """Prepare distillation and return a :class:`~napari_bsdenoise.engine.distill.DistillTrainer`.
+
+    Iterate over it for :class:`ProgressEvent` items; ``distiller.model`` is the best
+    student so far.  Arguments are those of :func:`distill`.
+    """
+    from .device import resolve_device
+    from .engine.distill import MODES, DistillTrainer, default_teacher_blind_spots
+
+    arr = check_image(image)
+    if not isinstance(teacher, BlindSpotModel):
+        raise InputError(f"teacher must be a BlindSpotModel (from train or load_model), got {type(teacher).__name__}")
+    if teacher.is_student:
+        raise InputError("the teacher must be a blind-spot model (AT-BSN), not a distilled student")
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+    steps = _check_budget(steps, seconds, patch_size, batch_size, learning_rate)
+    tcfg = teacher.config
+    if isinstance(teacher_blind_spots, str):
+        if teacher_blind_spots != "auto":
+            raise InputError(f"teacher_blind_spots must be 'auto' or a list of blind spots, got {teacher_blind_spots!r}")
+        blind_spots = default_teacher_blind_spots(tcfg.train_blind_spot)
+    else:
+        try:
+            blind_spots = tuple(sorted({check_blind_spot(b, "teacher_blind_spots") for b in teacher_blind_spots}))
+        except TypeError:
+            raise InputError(f"teacher_blind_spots must be 'auto' or a list of blind spots, "
+                             f"got {teacher_blind_spots!r}") from None
+        if not blind_spots:
+            raise InputError("teacher_blind_spots is empty")
+    layout, _ = _inference_layout(arr, teacher, axes, max(blind_spots))
+    _check_trainable_size(layout)
+
+    if isinstance(student, BlindSpotModel):
+        if not student.is_student:
+            raise InputError("student= must be a distilled student (or a size name), not a blind-spot model")
+        if student.config.network.in_channels != tcfg.network.in_channels:
+            raise InputError("the student and the teacher take different numbers of channels")
+        start = BlindSpotModel(ModelConfig.from_dict(student.config.to_dict()),
+                               copy.deepcopy(student.network))
+    else:
+        if student == "auto":
+            net_kwargs = {"width": tcfg.network.width, "depth": tcfg.network.depth}
+        elif isinstance(student, str):
+            if student not in NETWORK_PRESETS:
+                raise InputError(f"student must be 'auto', one of {sorted(NETWORK_PRESETS)}, a dict or a "
+                                 f"student model, got {student!r}")
+            net_kwargs = dict(NETWORK_PRESETS[student])
+        elif isinstance(student, dict):
+            net_kwargs = dict(student)
+        else:
+            raise InputError(f"student must be 'auto', a size name, a dict or a student model, got {student!r}")
+        config = ModelConfig.from_dict(tcfg.to_dict())
+        config.network = NetworkConfig(method="student", in_channels=tcfg.network.in_channels,
+                                       out_channels=tcfg.network.out_channels, **net_kwargs)
+        config.inference_blind_spot = 0
+        config.version = __version__
+        config.validate()
+        import torch
+
+        torch.manual_seed(seed)
+        start = BlindSpotModel(config)
+        if warm_start:
+            start.network.warm_start(teacher.network)
+    config = start.config
+    config.training = {
+        "data_shape": list(arr.shape), "data_dtype": str(arr.dtype), "data_axes": layout.axes,
+        "distillation": {
+            "teacher_blind_spots": list(blind_spots), "mode": mode, "warm_start": bool(warm_start),
+            "teacher_train_blind_spot": tcfg.train_blind_spot,
+            "teacher_network": dataclasses.asdict(tcfg.network),
+            "teacher_training": {k: v for k, v in tcfg.training.items() if k != "history"},
+        },
+    }
+    samples = to_samples(arr, layout)
+    data = _normalize(samples, _match_normalization(config.normalization, layout))
+    if config.channel_mode == "independent":
+        data = fold_channels(data)
+    dev = resolve_device(device)
+    return DistillTrainer(
+        data,
+        start,
+        teacher=teacher.network,
+        blind_spots=blind_spots,
+        mode=mode,
+        **_loop_settings(steps, seconds, max(patch_size, 8 * max(blind_spots)), batch_size, learning_rate, seed,
+                         dev, precision, validation_fraction),
+    )
+
+
+def distill(image, teacher: BlindSpotModel, *, callback=None, **kwargs) -> BlindSpotModel:
+    """Distil a trained blind-spot ``teacher`` into a fast non-blind student (AT-BSN (D)).
+
+    The frozen teacher, run at several blind-spot sizes, gives several targets per
+    patch of ``image`` (the same noisy data, no clean reference); the student learns
+    to be close to all of them.  It sees the pixel it predicts, so it keeps detail the
+    blind spots lose, and one pass of a plain UNet costs several times less than the
+    teacher's four rotated passes: the student is what to run over big stacks.
+
+    Parameters
+    ----------
+    image : array_like
+        Noisy data (as for :func:`train`; usually the teacher's own training data).
+    teacher : BlindSpotModel
+        An AT-BSN model from :func:`train` or :func:`load_model`.
+    axes : str, optional
+        As in :func:`train`.
+    student : {"auto", "tiny", "small", "paper"}, dict or BlindSpotModel
+        Student size (``"auto"``: the teacher's width and depth, so its UNet weights
+        give a warm start; ``"paper"`` is the paper's 1 M-parameter student C), or a
+        student model to continue distilling.
+    teacher_blind_spots : "auto" or list of int
+        Blind spots at which the teacher is run.  ``"auto"``: ``0, 1, 3, ...`` up to two
+        beyond the teacher's training blind spot for correlated noise (the paper's
+        SIDD set is 0-11), ``1, 3`` for pixel-independent noise.
+    mode : {"multi", "mean"}
+        ``multi``: mean of the L1/L2 distances to every teacher output (the paper);
+        ``mean``: distance to the average teacher output.
+    warm_start : bool
+        Start from the teacher's UNet weights where shapes match.
+    steps, seconds, seed, device, patch_size, batch_size, learning_rate, precision
+        As in :func:`train` (patches default to 96 pixels).
+    callback : callable, optional
+        Called with each :class:`ProgressEvent`; return ``False`` to stop early.
+
+    Returns
+    -------
+    BlindSpotModel
+        The student with the lowest held-out distillation loss; :func:`denoise`,
+        ``save`` and :func:`load_model` treat it like any model (it has no blind spot).
+
+    Examples
+    --------
+    >>> import numpy as np, napari_bsdenoise as bsd
+    >>> noisy = np.random.default_rng(0).normal(100, 10, (64, 64)).astype("float32")
+    >>> teacher = bsd.train(noisy, steps=5, blind_spot=1)
+    >>> student = bsd.distill(noisy, teacher, steps=5)
+    >>> student.is_student, bsd.denoise(noisy, student).shape
+    (True, (64, 64))
+    """
+    distiller = make_distiller(image, teacher, **kwargs)
+    for event in distiller:
+        if callback is not None and callback(event) is False:
+            break
+    return distiller.model
 
 
 # -- inference --------------------------------------------------------------------------------

@@ -395,7 +395,18 @@ def cmd_train(args) -> int:
             _note(f"noise diagnostic: {noise}")
         _note(f"training on {img.path.name} {img.data.shape} (axes {img.axes}), blind spot {cfg.train_blind_spot} "
               f"(inference {cfg.inference_blind_spot})")
-    bar = Progress("train", enabled=not args.quiet)
+    path, interrupted = _run_trainer(trainer, out, "train", args.quiet)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    model = trainer.model
+    print(f"saved {path} ({_training_summary(model)}; blind spot trained {model.train_blind_spot}, "
+          f"inference {model.inference_blind_spot})")
+    return 0
+
+
+def _run_trainer(trainer, out: Path, label: str, quiet: bool) -> tuple[Path, bool]:
+    """Drive a trainer/distiller with a progress bar; Ctrl-C keeps and saves the best model so far."""
+    bar = Progress(label, enabled=not quiet)
     interrupted = False
     try:
         for event in trainer:
@@ -407,15 +418,41 @@ def cmd_train(args) -> int:
         interrupted = True
     finally:
         bar.close()
-    model = trainer.model
-    path = model.save(out)
-    t = model.config.training
+    path = trainer.model.save(out)
     if interrupted:
         _note(f"interrupted: saved the best model so far to {path}")
+    return path, interrupted
+
+
+def _training_summary(model) -> str:
+    t = model.config.training
+    return (f"{t.get('steps', '?')} steps in {t.get('seconds', 0):.0f} s, best validation loss "
+            f"{t.get('best_val_loss', float('nan')):.5g} at step {t.get('best_step', '?')}")
+
+
+def cmd_distill(args) -> int:
+    from .api import load_model, make_distiller
+
+    teacher_path = _check_input_file(args.teacher, "teacher model")
+    out = _check_output(_model_output_path(args.output), Path(args.image))
+    teacher = load_model(teacher_path)
+    img = read_image(args.image, args.axes)
+    for n in img.notes:
+        _note(n)
+    kwargs = {k: v for k, v in {
+        "steps": args.steps, "seconds": args.seconds, "student": args.student, "mode": args.mode,
+        "teacher_blind_spots": args.teacher_blind_spots, "seed": args.seed, "device": args.device,
+        "precision": args.precision,
+    }.items() if v is not None}
+    distiller = make_distiller(img.data, teacher, axes=img.axes, warm_start=not args.no_warm_start, **kwargs)
+    if not args.quiet:
+        _note(f"distilling {teacher_path.name} on {img.path.name} {img.data.shape} (axes {img.axes}): "
+              f"teachers at blind spots {', '.join(map(str, distiller.blind_spots))}, "
+              f"{distiller.model.n_parameters / 1e6:.2f} M-parameter student")
+    path, interrupted = _run_trainer(distiller, out, "distill", args.quiet)
+    if interrupted:
         return EXIT_INTERRUPTED
-    print(f"saved {path} ({t.get('steps', '?')} steps in {t.get('seconds', 0):.0f} s, best validation loss "
-          f"{t.get('best_val_loss', float('nan')):.5g} at step {t.get('best_step', '?')}; blind spot trained "
-          f"{model.train_blind_spot}, inference {model.inference_blind_spot})")
+    print(f"saved {path} (non-blind student, {_training_summary(distiller.model)})")
     return 0
 
 
@@ -565,6 +602,10 @@ def _blind_spot_arg(value: str):
     return _int_arg(value)
 
 
+def _blind_spot_list(value: str) -> list[int]:
+    return [_int_arg(v) for v in value.replace(" ", "").split(",") if v]
+
+
 def _int_arg(value: str) -> int:
     try:
         return int(value)
@@ -589,6 +630,15 @@ def _positive_float(value: str) -> float:
     return v
 
 
+def _add_output_and_budget(p, what: str, axes_help: str) -> None:
+    p.add_argument("-o", "--output", metavar="MODEL", required=True,
+                   help=f"{what} file to write (.safetensors is appended if missing)")
+    p.add_argument("--axes", help=axes_help)
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=_positive_int, metavar="N", help="optimisation steps (default 2000)")
+    budget.add_argument("--seconds", type=_positive_float, metavar="S", help="time budget in seconds")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ._version import __version__
 
@@ -605,12 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a blind-spot denoiser on the noisy image itself and save it "
                        "as a .safetensors model file.")
     t.add_argument("image", metavar="IMAGE", help="noisy TIFF, PNG or JPEG")
-    t.add_argument("-o", "--output", metavar="MODEL", required=True,
-                   help="model file to write (.safetensors is appended if missing)")
-    t.add_argument("--axes", help=axes_help)
-    budget = t.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=_positive_int, metavar="N", help="training steps (default 2000)")
-    budget.add_argument("--seconds", type=_positive_float, metavar="S", help="training time budget in seconds")
+    _add_output_and_budget(t, "model", axes_help)
     t.add_argument("--blind-spot", type=_blind_spot_arg, default="auto", metavar="auto|N",
                    help="training blind spot: auto (from the noise diagnostic; default) or an odd number of pixels")
     t.add_argument("--inference-blind-spot", type=_int_arg, metavar="N",
@@ -625,6 +670,27 @@ def build_parser() -> argparse.ArgumentParser:
                    "independent: channels as separate images (fluorophores, default otherwise)")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("distill", help="distil a trained model into a fast non-blind student",
+                       description="Multi-teacher distillation (AT-BSN (D)): run the trained TEACHER at several "
+                       "blind spots on IMAGE and train a plain UNet student to match them all.  The student "
+                       "is several times faster and usually better; denoise with it like any model.")
+    s.add_argument("teacher", metavar="TEACHER", help="model file from 'napari-bsdenoise train'")
+    s.add_argument("image", metavar="IMAGE", help="noisy TIFF, PNG or JPEG (usually the teacher's training data)")
+    _add_output_and_budget(s, "student model", axes_help)
+    s.add_argument("--student", choices=["auto", "tiny", "small", "paper"],
+                   help="student size (default auto: the teacher's, warm-started from its weights)")
+    s.add_argument("--teacher-blind-spots", type=_blind_spot_list, metavar="LIST",
+                   help="comma-separated blind spots of the teachers, e.g. 0,1,3,5,7,9,11 (default: from "
+                   "the teacher's training blind spot)")
+    s.add_argument("--mode", choices=["multi", "mean"], help="multi: match every teacher (default); "
+                   "mean: match their average")
+    s.add_argument("--no-warm-start", action="store_true", help="do not copy the teacher's UNet weights")
+    s.add_argument("--seed", type=_int_arg, help="random seed (default 0)")
+    s.add_argument("--device", help=dev_help)
+    s.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_distill)
 
     d = sub.add_parser("denoise", help="denoise an image with a trained model",
                        description="Denoise IMAGE with MODEL and write the result (float32 TIFF by default).")

@@ -20,7 +20,7 @@ NETWORK_PRESETS: dict[str, dict[str, int]] = {
     "paper": {"width": 48, "depth": 5},
 }
 LOSSES = ("l1", "l2")
-METHODS = ("atbsn",)
+METHODS = ("atbsn", "student")  # student: non-blind UNet distilled from an AT-BSN
 PRECISIONS = ("auto", "fp32", "bf16")
 
 

@@ -36,6 +36,11 @@ class BlindSpotModel:
         return self.config.network.method
 
     @property
+    def is_student(self) -> bool:
+        """True for a non-blind student from :func:`napari_bsdenoise.distill` (no tunable blind spot)."""
+        return self.config.network.method == "student"
+
+    @property
     def train_blind_spot(self) -> int:
         return self.config.train_blind_spot
 
@@ -59,6 +64,9 @@ class BlindSpotModel:
         lines = [
             f"napari-bsdenoise model ({c.network.method}), {self.n_parameters / 1e6:.3f} M parameters, "
             f"width {c.network.width}, depth {c.network.depth}, {c.network.in_channels} channel(s) in",
+            (f"non-blind student distilled from an AT-BSN trained at blind spot {c.train_blind_spot} "
+             f"(teachers at {t.get('distillation', {}).get('teacher_blind_spots', '?')})")
+            if self.is_student else
             f"blind spot: trained at {c.train_blind_spot}, inference default {c.inference_blind_spot}",
             f"data axes {c.axes}, channels {c.channel_mode}, loss {c.loss}, "
             f"normalisation mean {[round(m, 4) for m in c.normalization.mean]} std "

@@ -79,15 +79,23 @@ class Trainer:
 
         return F.l1_loss(pred, target) if self.config.loss == "l1" else F.mse_loss(pred, target)
 
+    def _batch_loss(self, x):
+        """Self-supervised loss: the prediction at the training blind spot against the noisy input."""
+        with autocast(self.device, self.precision):
+            pred = self.net(x, self.config.train_blind_spot)
+        return self._loss(pred.float(), x)
+
+    def describe(self) -> str:
+        return f"training on {self.device} ({self.precision}), blind spot {self.config.train_blind_spot}"
+
     def _validate(self) -> float:
         import torch
 
         self.net.eval()
         total = 0.0
-        with torch.no_grad(), autocast(self.device, self.precision):
+        with torch.no_grad():
             for chunk in self.val_batch.split(max(1, self.batch_size), dim=0):
-                pred = self.net(chunk, self.config.train_blind_spot).float()
-                total += float(self._loss(pred, chunk)) * len(chunk)
+                total += float(self._batch_loss(chunk)) * len(chunk)
         self.net.train()
         return total / len(self.val_batch)
 
@@ -150,9 +158,7 @@ class Trainer:
         self._started = True
         interval = self.val_interval or (max(10, (self.steps or 2000) // 25))
         val_every_s = (self.seconds / 25) if self.seconds and not self.steps else None
-        s_train = self.config.train_blind_spot
-        yield ProgressEvent("start", self.step, self.steps, self._fraction(), self.elapsed,
-                            message=f"training on {self.device} ({self.precision}), blind spot {s_train}")
+        yield ProgressEvent("start", self.step, self.steps, self._fraction(), self.elapsed, message=self.describe())
         if self.best_val_loss == math.inf:
             self._keep_best(self._validate())
         self.net.train()
@@ -165,9 +171,7 @@ class Trainer:
             x = torch.from_numpy(self.sampler.batch(self.batch_size)).to(self.device)
             if self.device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device, self.precision):
-                pred = self.net(x, s_train)
-            loss = self._loss(pred.float(), x)
+            loss = self._batch_loss(x)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"training diverged at step {self.step} (loss {float(loss)}); try a lower learning_rate"

@@ -1,0 +1,75 @@
+"""Non-blind student UNets for multi-teacher distillation (AT-BSN (D), Chen et al. 2024, §3.5).
+
+A student is the teacher's UNet topology with every blind-spot shift turned
+off, one pass instead of four rotations, and a 1x1 output conv instead of the
+384-channel fusion head: about 4-7x cheaper than its teacher.  It sees the
+pixel it predicts, which is harmless because it learns from the teacher's
+outputs, never from the noisy pixel itself.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .shifted import ShiftUNet, init_weights
+
+
+class StudentUNet(nn.Module):
+    """Plain (centred-convolution) UNet mapping ``C`` channels to ``C`` channels.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        1 for grey/fluorescence, 3 for RGB.
+    width, depth : int
+        Encoder width and pooling levels, as for :class:`~.atbsn.ATBSN`; with the
+        teacher's own width and depth the UNet weights can be copied from it
+        (:meth:`warm_start`).
+    """
+
+    def __init__(self, in_channels: int = 1, out_channels: int | None = None, *, width: int = 48, depth: int = 5):
+        super().__init__()
+        out_channels = in_channels if out_channels is None else out_channels
+        self.unet = ShiftUNet(in_channels, width=width, depth=depth, blind=False)
+        self.out = nn.Conv2d(self.unet.out_channels, out_channels, 1)
+        init_weights(self, last=self.out)
+
+    @property
+    def multiple(self) -> int:
+        return self.unet.multiple
+
+    def forward(self, x: torch.Tensor, blind_spot: int = 0) -> torch.Tensor:
+        # ``blind_spot`` is accepted for a uniform calling convention with ATBSN; a student is non-blind.
+        h, w = x.shape[-2:]
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            # padding in the image frame (bottom/right) keeps tiles on the untiled pooling grid;
+            # reflection (a non-blind network may see any pixel) avoids a dark border
+            mode = "reflect" if (ph < h and pw < w) else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        return self.out(self.unet(x))[:, :, :h, :w]
+
+    def receptive_radius(self, blind_spot: int = 0) -> int:
+        """Chebyshev radius beyond which input pixels cannot influence an output pixel.
+
+        Centred convolutions reach half as far per layer as the shifted ones, so the
+        shifted UNet's bound (:meth:`ATBSN.receptive_radius`) holds a fortiori.
+        """
+        return 10 * self.multiple
+
+    def warm_start(self, teacher: nn.Module) -> int:
+        """Copy the teacher's UNet weights where shapes match, except the last decoder block
+        (as the AT-BSN code does); returns the number of tensors copied."""
+        src = teacher.unet.state_dict()
+        dst = self.unet.state_dict()
+        last = f"dec.{self.unet.depth - 1}."
+        copied = 0
+        for k, v in src.items():
+            if k in dst and dst[k].shape == v.shape and not k.startswith(last):
+                dst[k] = v.detach().clone()
+                copied += 1
+        self.unet.load_state_dict(dst)
+        return copied
