@@ -35,6 +35,23 @@ def _check_axes_2d(axes: str, shape) -> str:
     return axes
 
 
+#: Where AT-BSN's final shift moves branch ``k``'s features, in the image frame: shifting down by
+#: ``d`` in rotation ``k``'s frame is a shift by ``d * (dy, dx)`` once rotated back
+#: (``ATBSN.head_from_features``; tests/test_preview.py checks the equality).
+_SHIFTS = ((1, 0), (0, -1), (-1, 0), (0, 1))
+
+
+def _window(g, ry: slice, rx: slice, sy: int, sx: int):
+    """``g[:, y - sy, x - sx, :]`` for ``y`` in ``ry``, ``x`` in ``rx`` (NHWC), zero outside ``g``."""
+    import torch.nn.functional as F
+
+    h, w = g.shape[1:3]
+    y0, y1, x0, x1 = ry.start - sy, ry.stop - sy, rx.start - sx, rx.stop - sx
+    win = g[:, max(0, y0):min(h, y1), max(0, x0):min(w, x1), :]
+    pads = (0, 0, max(0, -x0), max(0, x1 - w), max(0, -y0), max(0, y1 - h))
+    return F.pad(win, pads) if any(pads) else win
+
+
 class Preview:
     """Denoised previews of ``region`` of a 2-D image at any blind spot, from cached features.
 
@@ -98,7 +115,15 @@ class Preview:
         if hasattr(self.network, "features") and hasattr(self.network, "head"):
             with torch.no_grad():
                 self.network.to(self.device)
-                self._features = self.network.features(self._x)
+                feats = self.network.features(self._x)
+                # rotated back to the image frame once, channels last: a blind spot then only
+                # selects a shifted window of each (no copy of the whole crop per slider move)
+                self._features = []
+                while feats:
+                    k = 4 - len(feats)
+                    f = feats.pop(0)
+                    self._features.append(torch.rot90(f, -k, dims=(2, 3)).permute(0, 2, 3, 1).contiguous())
+                    del f
         self.features_seconds = time.perf_counter() - t0
         self.render_seconds = 0.0
 
@@ -113,7 +138,6 @@ class Preview:
 
         from .config import check_blind_spot
         from .nn.atbsn import blind_spot_shift
-        from .nn.shifted import shift_down
 
         s = check_blind_spot(blind_spot)
         t0 = time.perf_counter()
@@ -125,9 +149,8 @@ class Preview:
                 out = self.network.to(self.device)(self._x, s)[:, :, ry, rx]
             else:
                 d = blind_spot_shift(s)
-                branches = [torch.rot90(shift_down(f, d), -k, dims=(2, 3))[:, :, ry, rx]
-                            for k, f in enumerate(self._features)]
-                out = self.network.head(torch.cat(branches, dim=1))
+                branches = [_window(g, ry, rx, dy * d, dx * d) for g, (dy, dx) in zip(self._features, _SHIFTS)]
+                out = self.network.head(torch.cat(branches, dim=3).permute(0, 3, 1, 2))
         out = out.float().cpu().numpy()
         if self.model.config.channel_mode == "independent":
             out = unfold_channels(out, self._view_layout.n_channels)

@@ -126,7 +126,7 @@ class NoisePlot(QWidget):
                 color = QColor(g, g // 3, 40) if v >= 0 else QColor(40, g // 2, g)
                 r = QRectF(j * cell, i * cell, cell, cell)
                 p.fillRect(r, color)
-                if i != n // 2 or j != n // 2:
+                if cell >= 22 and (i != n // 2 or j != n // 2):  # values only where they fit
                     p.setPen(QPen(TEXT_COLOR))
                     p.drawText(r, Qt.AlignCenter, f"{v:.2f}".replace("0.", ".") if abs(v) >= 0.005 else "0")
         c, s = n // 2, self.blind_spot

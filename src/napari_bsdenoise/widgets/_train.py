@@ -95,19 +95,26 @@ class TrainWidget(QWidget):
         root.addWidget(data)
 
         noise = QGroupBox("Noise diagnostic")
-        row = QHBoxLayout(noise)
+        outer = QVBoxLayout(noise)
+        row = QHBoxLayout()
         self.noise_plot = NoisePlot()
+        self.noise_plot.setToolTip("Noise autocorrelation at lags up to 4 px (centre: lag 0). Bright cells off "
+                                   "the centre are correlated noise; the green square is the recommended "
+                                   "training blind spot, which must cover them.")
         row.addWidget(self.noise_plot)
         col = QVBoxLayout()
-        self.noise_label = QLabel("Pick an image layer.")
-        self.noise_label.setWordWrap(True)
-        col.addWidget(self.noise_label)
+        self.noise_verdict = QLabel("")
+        self.noise_verdict.setWordWrap(True)
+        col.addWidget(self.noise_verdict, 1)
         self.noise_button = QPushButton("Check noise")
         self.noise_button.setToolTip("Measure the spatial correlation of the noise and recommend blind spots")
         self.noise_button.clicked.connect(lambda: self.check_noise(notify=True))
         col.addWidget(self.noise_button)
-        col.addStretch(1)
         row.addLayout(col, 1)
+        outer.addLayout(row)
+        self.noise_label = QLabel("Pick an image layer.")
+        self.noise_label.setWordWrap(True)
+        outer.addWidget(self.noise_label)
         root.addWidget(noise)
 
         train = QGroupBox("Training")
@@ -251,6 +258,7 @@ class TrainWidget(QWidget):
     def _on_layer_changed(self, layer) -> None:
         self.noise = None
         self.noise_plot.set_result(None, 0)
+        self.noise_verdict.setText("")
         if layer is None:
             self.axes_edit.setText("")
             self.noise_label.setText("Pick an image layer.")
@@ -279,9 +287,11 @@ class TrainWidget(QWidget):
             if self.picker.layer() is layer:
                 self.noise = result
                 self.noise_plot.set_result(result.autocorrelation, result.train_blind_spot)
-                self.noise_label.setText(
-                    f"{result.summary()}.\nRecommended: train at {result.train_blind_spot}, "
-                    f"denoise at {result.inference_blind_spot}.")
+                self.noise_label.setText(f"{result.summary()}.")
+                self.noise_verdict.setText(
+                    f"<b>{'Pixel-independent' if result.pixel_independent else 'Correlated'} noise</b><br>"
+                    f"Blind spot <b>{result.train_blind_spot}</b> to train, <b>{result.inference_blind_spot}</b> "
+                    "to denoise")
 
         def failed(exc):
             self.noise_label.setText(f"Noise diagnostic failed: {exc}")
@@ -426,7 +436,9 @@ class TrainWidget(QWidget):
             self._model_name = SESSION.add(f"{self._layer_name or 'model'} model", self.model)
         else:
             SESSION.set(self._model_name, self.model)
-        self.model_label.setText(f"Model “{self._model_name}” (in the Denoise widget):\n{self.model.summary()}")
+        lines = self.model.summary().splitlines()
+        self.model_label.setText(f"Model “{self._model_name}” (listed in the Denoise widget): {lines[1]}")
+        self.model_label.setToolTip("\n".join(lines))
 
     # -- files -------------------------------------------------------------------------------
     def save_model(self, path: str | None = None):
