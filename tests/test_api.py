@@ -279,3 +279,20 @@ def test_bad_denoise_input(tiny_model, image, kwargs, match):
 def test_denoise_needs_a_model():
     with pytest.raises(InputError, match="BlindSpotModel"):
         bsd.denoise(np.zeros((40, 40)), "model.safetensors")
+
+
+def test_header_length_starting_like_a_pickle_is_not_refused(tmp_path):
+    """A safetensors header of 0x..80 bytes starts with the byte a pickle starts with."""
+    import struct
+
+    from napari_bsdenoise import modelfile
+
+    for pad in range(256):
+        path = modelfile.write(tmp_path / "m.safetensors", {"w": __import__("torch").zeros(1)}, {"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    else:
+        pytest.fail("no header length with a 0x80 first byte")
+    assert struct.unpack("<Q", path.read_bytes()[:8])[0] % 256 == 0x80
+    tensors, config = modelfile.read(path)
+    assert config["pad"] == "x" * pad

@@ -27,6 +27,11 @@ def _sniff(path: Path) -> None:
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(8)
+        first = fh.read(1)
+    if len(head) == 8 and first == b"{":
+        (n,) = struct.unpack("<Q", head)
+        if n <= _MAX_HEADER and n + 8 <= size:
+            return  # a safetensors header (its length's first byte may well be 0x80, like a pickle's)
     if len(head) < 8:
         raise ModelFileError(f"{path} is empty or truncated ({size} bytes): not a napari-bsdenoise model file")
     if head[:2] == b"PK":
