@@ -53,7 +53,7 @@ def test_warm_start_copies_the_teachers_unet():
 
 
 def test_default_teacher_sets():
-    assert default_teacher_blind_spots(1) == (1, 3)
+    assert default_teacher_blind_spots(1) == (1,)
     assert default_teacher_blind_spots(3) == (0, 1, 3, 5)
     assert default_teacher_blind_spots(9) == (0, 1, 3, 5, 7, 9, 11)  # the paper's SIDD set
 

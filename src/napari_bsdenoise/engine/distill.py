@@ -25,11 +25,12 @@ def default_teacher_blind_spots(train_blind_spot: int) -> tuple[int, ...]:
 
     Correlated noise (trained at s > 1): the paper's set, ``0, 1, 3, ...`` up to two
     beyond the training blind spot (SIDD: 0-11).  Pixel-independent noise (trained
-    at 1): the non-blind s = 0 teacher copies noise, so ``1, 3`` only.
+    at 1): the 1-pixel teacher alone; adding s = 3 (blurrier) or s = 0 (copies noise)
+    cost 0.1-0.3 dB on FMD and W2S (measured, docs/distillation.md).
     """
     s = int(train_blind_spot)
     if s <= 1:
-        return (1, 3)
+        return (1,)
     return (0, *range(1, min(s + 2, 11) + 1, 2))
 
 
