@@ -290,3 +290,18 @@ def test_cli_streams_to_zarr(model, tmp_path, capsys):
     assert z.attrs["napari_bsdenoise"]["complete"]
     assert _close(z[:], _untiled(img, model, "ZYX"), img)
     assert json.dumps(z.attrs["napari_bsdenoise"]["pixel_size"])
+
+
+def test_nan_in_a_lazy_chunk_is_a_clear_error(model, tmp_path):
+    """Lazy inputs cannot be scanned up front; the chunk that holds a NaN says so when it is read."""
+    arr = np.random.default_rng(0).normal(100, 10, (480, 480)).astype(np.float32)
+    arr[400, 420] = np.nan
+    x = da.from_array(arr, chunks=120)
+    out = bsd.denoise(x, model, chunk_size=128)  # still lazy: nothing read yet
+    np.testing.assert_array_equal(np.isfinite(out[:64, :64].compute()), True)  # clean chunks work
+    with pytest.raises(InputError, match="NaN or infinite values near Y"):
+        out.compute()
+    with pytest.raises(InputError, match="NaN or infinite"):
+        bsd.denoise(x, model, out=tmp_path / "d.zarr")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        bsd.denoise(x, model, renormalize=True)

@@ -381,6 +381,8 @@ def _lazy_normalization(x, layout):
     step = max(1, int((x.shape[-2] * x.shape[-1] * len(take) / 4_000_000) ** 0.5))
     sub = flat[take][:, :, ::step, ::step].astype(np.float64).compute()
     sub = sub.transpose(1, 0, 2, 3).reshape(sub.shape[1], -1)
+    if not np.isfinite(sub).all():
+        raise InputError("the image contains NaN or infinite values; replace them (e.g. with the median) first")
     std = sub.std(axis=1)
     if np.any(std <= 0):
         raise InputError("the image is constant (zero variance): there is no noise to learn from")
@@ -399,6 +401,12 @@ def _block_denoise(block, *, ref: ModelRef, plan: Plan, block_info=None):
     lead = block.shape[:-3]
     c, hb, wb = block.shape[-3:]
     data = np.asarray(block, dtype=np.float32).reshape((-1, c, hb, wb))
+    if not np.isfinite(data).all():
+        # lazy data cannot be checked up front without reading it all: check each chunk as it is read
+        raise InputError(
+            f"the image has NaN or infinite values near Y {y0}:{y1}, X {x0}:{x1} (chunk {block_info[None]['chunk-location']}); "
+            "replace them (e.g. with the median) before denoising"
+        )
     mean = np.asarray(plan.mean[c0:c1], np.float32)[None, :, None, None]
     std = np.asarray(plan.std[c0:c1], np.float32)[None, :, None, None]
     data = (data - mean) / std
