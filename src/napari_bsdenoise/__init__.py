@@ -21,6 +21,7 @@ from .api import (
     make_trainer,
     train,
 )
+from .bsgd import refine, train_bsgd
 from .engine.progress import ProgressEvent
 from .errors import BSDenoiseError, InputError, ModelFileError
 from .model import BlindSpotModel
@@ -37,7 +38,9 @@ __all__ = [
     "distill",
     "estimate_noise_correlation",
     "load_model",
+    "refine",
     "make_distiller",
     "make_trainer",
     "train",
+    "train_bsgd",
 ]

@@ -20,7 +20,7 @@ NETWORK_PRESETS: dict[str, dict[str, int]] = {
     "paper": {"width": 48, "depth": 5},
 }
 LOSSES = ("l1", "l2")
-METHODS = ("atbsn", "student")  # student: non-blind UNet distilled from an AT-BSN
+METHODS = ("atbsn", "student", "bsgd")  # student: non-blind UNet distilled from an AT-BSN; bsgd: napari_bsdenoise.bsgd
 PRECISIONS = ("auto", "fp32", "bf16")
 
 

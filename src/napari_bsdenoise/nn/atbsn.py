@@ -69,10 +69,11 @@ class ATBSN(nn.Module):
         )
         init_weights(self, last=self.head[-1])
 
-    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def features(self, x: torch.Tensor, *unet_args) -> list[torch.Tensor]:
         """UNet features of the four rotations, padded, in each rotation's own frame.
 
         Independent of the blind spot, so they can be cached while a user tunes it.
+        ``unet_args`` are passed on to the UNet (a time embedding for the BSGD branch).
         """
         x = _pad_to_multiple(x, self.unet.multiple)
         h, w = x.shape[-2:]
@@ -82,7 +83,7 @@ class ATBSN(nn.Module):
         groups = [(0, 1, 2, 3)] if h == w else [(0, 2), (1, 3)]
         for group in groups:
             batch = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in group], dim=0)
-            out = self.unet(batch)
+            out = self.unet(batch, *unet_args)
             for k, chunk in zip(group, out.chunk(len(group), dim=0)):
                 feats[k] = chunk
         return feats  # type: ignore[return-value]
