@@ -119,7 +119,7 @@ def test_refine_tiled_equals_untiled(rng):
     assert full.shape == img.shape and full.dtype == np.float32
     np.testing.assert_allclose(tiled, full, atol=2e-4)
     assert events[-1].kind == "done" and events[-2].fraction == pytest.approx(1.0)
-    assert sum(e.kind == "step" for e in events) == 7 * 2 * 2  # 7 tiles x 2 rounds x 2 steps
+    assert sum(e.kind == "step" for e in events) == 14 * 2 * 2  # 7 x 2 tiles, 2 rounds, 2 steps
     assert not np.allclose(full, guide)
     # stacks: every slice refined with its own random numbers, same machinery
     stack = bsd.refine(np.stack([img, img]), model, axes="ZYX", **{**kw, "guide": np.stack([guide, guide])})
