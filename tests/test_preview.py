@@ -60,3 +60,19 @@ def test_iter_events_yields_returns_and_cancels(model):
     gen.close()  # cancels the call and waits for its thread
     with pytest.raises(InputError):
         list(iter_events(bsd.denoise, np.zeros((2, 2, 2, 2, 2, 2)), model))
+
+
+def test_preview_of_a_student_runs_it_once(model):
+    rng = np.random.default_rng(4)
+    img = rng.normal(100, 10, (200, 180)).astype(np.float32)
+    student = bsd.distill(img[:64, :64], model, student="tiny", steps=2, patch_size=32, batch_size=2)
+    want = bsd.denoise(img, student)
+    for region in ((50, 130, 20, 150), (120, 200, 100, 180)):  # inside, and at the bottom-right corner
+        p = Preview(student, img, region=region)
+        assert p.cached and p._features is None
+        y0, y1, x0, x1 = region
+        first = p.render(0)
+        np.testing.assert_allclose(first, want[y0:y1, x0:x1], atol=1e-4)
+        assert p.render(0) is not first and np.array_equal(p.render(0), first)  # the cached output, re-read
+    with pytest.raises(InputError, match="student"):
+        p.render(3)

@@ -1,5 +1,6 @@
 """The napari widgets in a real (hidden) napari viewer: docking, the layer picker, training,
-Stop/Continue, the live blind-spot preview, denoising 2-D/RGB/3-D/dask layers, errors.
+Stop/Continue, the live blind-spot preview, denoising 2-D/RGB/3-D/dask layers, distilling a
+teacher into a student and denoising with it, errors.
 
 Runs headless: Qt's ``offscreen`` platform with an X server for OpenGL (``Xvfb`` is started
 when there is no ``DISPLAY``; scripts/setup.sh testing installs it).  Models are tiny.
@@ -18,7 +19,7 @@ ensure_display()
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import napari_bsdenoise as bsd  # noqa: E402
-from napari_bsdenoise.widgets import SESSION, DenoiseWidget, TrainWidget  # noqa: E402
+from napari_bsdenoise.widgets import SESSION, DenoiseWidget, DistillWidget, TrainWidget  # noqa: E402
 from napari_bsdenoise.widgets._denoise import BLIND_SPOTS  # noqa: E402
 from napari_bsdenoise.widgets._layers import camera, detect_axes  # noqa: E402
 
@@ -149,20 +150,26 @@ def test_train_to_completion_then_save_and_load(make_napari_viewer, qtbot, tmp_p
     np.testing.assert_allclose(bsd.denoise(data, loaded), bsd.denoise(data, SESSION.get("cells model")), atol=1e-5)
 
 
+def _stop_within_a_step(qtbot, w, start_button, trainer):
+    """Start, press Stop after step 3 and check that only the running step finishes and the best
+    model so far is kept (Train and Distill widgets; ``trainer()`` is the widget's trainer)."""
+    start_button.click()
+    qtbot.waitUntil(lambda: trainer() is not None and trainer().step >= 3, timeout=30_000)
+    w.stop_button.click()
+    at_stop = trainer().step
+    qtbot.waitUntil(lambda: not w.busy, timeout=10_000)
+    assert at_stop <= trainer().step <= at_stop + 1  # the step that was running finishes; no more
+    assert w.model is trainer().model and w.model is not None
+    assert "Stopped at step" in w.status.text()
+    assert w.continue_button.isEnabled() and start_button.isEnabled()
+
+
 def test_stop_acts_within_a_step_and_keeps_the_best_model(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(_noisy((64, 64)), name="img")
     w = _dock(viewer, "Train")
     _tiny_settings(w, 100_000)
-    w.train_button.click()
-    qtbot.waitUntil(lambda: w.trainer is not None and w.trainer.step >= 3, timeout=30_000)
-    w.stop_button.click()
-    at_stop = w.trainer.step
-    qtbot.waitUntil(lambda: not w.busy, timeout=10_000)
-    assert at_stop <= w.trainer.step <= at_stop + 1  # the step that was running finishes; no more
-    assert w.model is w.trainer.model and w.model is not None
-    assert "Stopped at step" in w.status.text()
-    assert w.continue_button.isEnabled() and w.train_button.isEnabled()
+    _stop_within_a_step(qtbot, w, w.train_button, lambda: w.trainer)
     # Continue trains the same model 5 more steps (the budget is added to the steps done)
     done = w.trainer.step
     w.steps_spin.setValue(5)
@@ -347,3 +354,116 @@ def test_denoise_to_a_zarr_file_and_cancel(make_napari_viewer, qtbot, gray_model
     qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
     assert "big_denoised" not in viewer.layers
     assert "Cancelled" in w.status.text() and any("cancelled" in m for m in _records()[n:])
+
+
+# -- distillation -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def teacher():
+    return bsd.train(_noisy((64, 64)), steps=3, network="tiny", blind_spot=1, patch_size=32, batch_size=2)
+
+
+def _distill_settings(w: DistillWidget, steps: int) -> None:
+    w.student_combo.setCurrentText("tiny")
+    w.budget_kind.setCurrentText("steps")
+    w.steps_spin.setValue(steps)
+    w.advanced.setChecked(True)
+    w.patch_spin.setValue(32)
+    w.batch_spin.setValue(2)
+
+
+def test_distill_then_denoise_with_the_student(make_napari_viewer, qtbot, teacher, tmp_path):
+    viewer = make_napari_viewer()
+    data = _noisy((64, 64))
+    before = data.copy()
+    layer = viewer.add_image(data, name="cells", scale=(0.5, 0.25), translate=(3.0, -2.0))
+    SESSION.add("cells model", teacher)
+    w = _dock(viewer, "Distill")
+    denoise = _dock(viewer, "Denoise")
+    assert isinstance(w, DistillWidget)
+    assert w.teacher() is teacher and w.picker.layer() is layer and w.axes_edit.text() == "YX"
+    assert denoise.slider.isEnabled()  # the teacher: a tunable blind spot
+    _distill_settings(w, 4)
+    w.blind_spots_edit.setText("1, 3")
+    w.distill_button.click()
+    assert w.busy and w.stop_button.isEnabled() and not w.distill_button.isEnabled()
+    qtbot.waitUntil(lambda: not w.busy, timeout=60_000)
+    student = w.model
+    assert w.distiller.step == 4 and student is w.distiller.model
+    assert student.is_student and student.inference_blind_spot == 0 and student.config.network.width == 16
+    assert w.distiller.blind_spots == (1, 3) and "teacher blind spots 1, 3" in w.device_label.text()
+    assert w.progress.value() == 1000 and len(w.loss_plot.train) == 4 and len(w.loss_plot.val) >= 1
+    assert "Done: 4 steps" in w.status.text()
+    assert SESSION.names() == ["cells model", "cells model student"] and SESSION.get("cells model student") is student
+    assert [w.teacher_combo.itemText(i) for i in range(w.teacher_combo.count())] == ["cells model"]
+    assert w.save_button.isEnabled() and "cells model student" in w.model_label.text()
+    np.testing.assert_array_equal(layer.data, before)
+
+    # the Denoise widget selects the student: blind spot fixed at 0, preview and whole layer work
+    assert denoise.model() is student
+    assert not denoise.slider.isEnabled() and denoise.blind_spot() == 0
+    assert not denoise.blind_spot_note.isHidden() and "student" in denoise.blind_spot_note.text()
+    want = bsd.denoise(data, student)
+    denoise.preview_check.setChecked(True)
+    qtbot.waitUntil(lambda: "cells_preview" in viewer.layers and not denoise.preview_busy, timeout=20_000)
+    prev = viewer.layers["cells_preview"]
+    y0, y1, x0, x1 = prev.metadata["napari_bsdenoise"]["region"]
+    np.testing.assert_allclose(prev.data, want[y0:y1, x0:x1], atol=1e-4)
+    assert denoise.preview.cached and "student" in denoise.preview_label.text()
+    denoise.preview_check.setChecked(False)
+    denoise.denoise_button.click()
+    qtbot.waitUntil(lambda: not denoise.busy, timeout=30_000)
+    out = _check_output(viewer, layer, "cells_denoised", student, 0, "YX")
+    np.testing.assert_allclose(out.data, want, atol=1e-4)
+    np.testing.assert_array_equal(layer.data, before)
+    denoise.model_combo.setCurrentText("cells model")  # back to the teacher: the slider is free again
+    assert denoise.slider.isEnabled() and denoise.blind_spot_note.isHidden()
+
+    path = w.save_student(str(tmp_path / "student.safetensors"))
+    loaded = bsd.load_model(path)
+    assert loaded.is_student
+    np.testing.assert_allclose(bsd.denoise(data, loaded), want, atol=1e-5)
+
+
+def test_distill_stop_keeps_the_best_student_and_continue(make_napari_viewer, qtbot, teacher):
+    viewer = make_napari_viewer()
+    viewer.add_image(_noisy((64, 64)), name="img")
+    SESSION.add("t", teacher)
+    w = _dock(viewer, "Distill")
+    _distill_settings(w, 100_000)
+    _stop_within_a_step(qtbot, w, w.distill_button, lambda: w.distiller)
+    assert w.model.is_student and SESSION.get("t student") is w.model
+    done = w.distiller.step
+    w.steps_spin.setValue(3)
+    w.continue_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+    assert w.distiller.step == done + 3
+    assert SESSION.names() == ["t", "t student"] and SESSION.get("t student") is w.model  # updated, not added
+
+
+def test_distill_errors_give_notifications(make_napari_viewer, qtbot, teacher, rgb_model, tmp_path):
+    viewer = make_napari_viewer()
+    gray = viewer.add_image(_noisy((64, 64)), name="gray")
+    w = _dock(viewer, "Distill")
+    n = len(_records())
+    w.distill_button.click()
+    assert any("no teacher" in m for m in _records()[n:])
+    # a student is refused as a teacher, from a file and from the session
+    student = bsd.distill(_noisy((64, 64)), teacher, student="tiny", steps=1, patch_size=32, batch_size=2)
+    path = student.save(tmp_path / "student.safetensors")
+    assert w.load_teacher(str(path)) is None
+    assert any("distilled student" in m for m in _records()[n:])
+    SESSION.add("s", student)
+    assert w.teacher_combo.count() == 0 and w.teacher() is None
+    # wrong channels
+    SESSION.add("rgb", rgb_model)
+    assert w.teacher() is rgb_model
+    w.distill_button.click()
+    assert any("3-channel" in m for m in _records()[n:])
+    # a teacher from a file; then a layer too small to distil on
+    loaded = w.load_teacher(str(teacher.save(tmp_path / "teacher.safetensors")))
+    assert loaded is not None and w.teacher() is loaded and w.teacher_combo.currentText() == "teacher"
+    w.picker.set_layer(viewer.add_image(_noisy((12, 12)), name="small"))
+    w.distill_button.click()
+    assert any("too small" in m for m in _records()[n:])
+    assert not w.busy and w.model is None and w.distiller is None
+    assert SESSION.names() == ["s", "rgb", "teacher"] and gray.data.shape == (64, 64)

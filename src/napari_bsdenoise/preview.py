@@ -4,8 +4,9 @@ AT-BSN's features do not depend on the inference blind spot: only the final
 shift and the 1x1 head do (:meth:`~napari_bsdenoise.nn.atbsn.ATBSN.features`).
 :class:`Preview` computes the features of a view (plus a context margin) once,
 and :meth:`Preview.render` then applies any blind spot to the view alone, which
-is what a blind-spot slider needs.  Networks without ``features()`` (e.g. a
-student) are run whole on each render.
+is what a blind-spot slider needs.  A distilled student has no blind spot to tune: it
+is run once on the crop, and every render (blind spot 0 only) reuses that output.
+Other networks without ``features()`` are run whole on each render.
 
 With a margin of at least the network's receptive radius (the default for the
 ``tiny`` and ``small`` presets) the preview equals what
@@ -112,7 +113,11 @@ class Preview:
         t0 = time.perf_counter()
         self._x = torch.from_numpy(np.ascontiguousarray(data)).to(self.device)
         self._features = None
-        if hasattr(self.network, "features") and hasattr(self.network, "head"):
+        self._output = None  # a student's output on the crop (its only blind spot is 0)
+        if getattr(model, "is_student", False):
+            with torch.no_grad():
+                self._output = self.network.to(self.device)(self._x, 0)
+        elif hasattr(self.network, "features") and hasattr(self.network, "head"):
             with torch.no_grad():
                 self.network.to(self.device)
                 feats = self.network.features(self._x)
@@ -129,8 +134,9 @@ class Preview:
 
     @property
     def cached(self) -> bool:
-        """True when renders reuse cached features (only the head runs per blind spot)."""
-        return self._features is not None
+        """True when renders reuse cached work: features (only the head runs per blind spot)
+        or, for a student, its output on the crop."""
+        return self._features is not None or self._output is not None
 
     def render(self, blind_spot: int) -> np.ndarray:
         """The denoised ``region`` at ``blind_spot`` (float32, in the input's units and axes)."""
@@ -140,12 +146,16 @@ class Preview:
         from .nn.atbsn import blind_spot_shift
 
         s = check_blind_spot(blind_spot)
+        if self._output is not None and s != 0:
+            raise InputError(f"blind_spot={s} does not apply: this model is a non-blind distilled student")
         t0 = time.perf_counter()
         y0, y1, x0, x1 = self.region
         cy0, _, cx0, _ = self.crop
         ry, rx = slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0)
         with torch.no_grad():
-            if self._features is None:
+            if self._output is not None:
+                out = self._output[:, :, ry, rx]
+            elif self._features is None:
                 out = self.network.to(self.device)(self._x, s)[:, :, ry, rx]
             else:
                 d = blind_spot_shift(s)

@@ -39,6 +39,7 @@ from ..errors import InputError
 from ._layers import (
     LayerPicker,
     alive,
+    axes_from,
     camera,
     canvas_size,
     check_layer,
@@ -47,6 +48,7 @@ from ._layers import (
     load_model_file,
     output_layer_kwargs,
     put_layer,
+    refill_combo,
     report,
     start_worker,
 )
@@ -143,6 +145,10 @@ class DenoiseWidget(QWidget):
         row.addWidget(self.slider, 1)
         row.addWidget(self.slider_label)
         col.addLayout(row)
+        self.blind_spot_note = QLabel("")
+        self.blind_spot_note.setWordWrap(True)
+        self.blind_spot_note.setVisible(False)
+        col.addWidget(self.blind_spot_note)
         self.preview_check = QCheckBox("Live preview of the visible area")
         self.preview_check.setToolTip("Denoise what the viewer shows (current slice, current view) into a "
                                       "'<layer>_preview' layer and update it as the slider moves")
@@ -211,30 +217,27 @@ class DenoiseWidget(QWidget):
         self.slider.setValue(BLIND_SPOTS.index(int(s)))
 
     def axes(self) -> str:
-        text = self.axes_edit.text().strip().upper()
-        if not text:
-            raise InputError("give the layer's axes (letters among T, Z, C, Y, X, e.g. ZYX)")
-        return text
+        return axes_from(self.axes_edit)
 
     def _reset_models(self) -> None:
-        try:
-            current, names = self.model_combo.currentText(), SESSION.names()
-        except RuntimeError:  # this widget was closed (its Qt object is gone)
+        if not alive(self):  # this widget was closed (its Qt object is gone)
             SESSION.changed.disconnect(self._reset_models)
             return
-        grew = len(names) > self.model_combo.count()
-        self.model_combo.blockSignals(True)
-        self.model_combo.clear()
-        self.model_combo.addItems(names)
-        if names:  # a newly added model is selected; otherwise the selection stays
-            self.model_combo.setCurrentIndex(len(names) - 1 if grew or current not in names else names.index(current))
-        self.model_combo.blockSignals(False)
+        names = SESSION.names()
+        # a newly added model is selected; otherwise the selection stays
+        refill_combo(self.model_combo, names, select_last=len(names) > self.model_combo.count())
         self._on_model_changed()
 
     def _on_model_changed(self, *_) -> None:
         model = self.model()
         if model is not None:
             self.set_blind_spot(min(BLIND_SPOTS, key=lambda b: abs(b - model.inference_blind_spot)))
+        # a distilled student is non-blind: blind spot 0 is its only setting
+        student = model is not None and model.is_student
+        self.slider.setEnabled(not student)
+        self.blind_spot_note.setVisible(student)
+        self.blind_spot_note.setText("Distilled student: non-blind, blind spot fixed at 0 (use its teacher to "
+                                     "tune a blind spot)." if student else "")
         self._preview_key = None
         self._schedule_preview()
 
@@ -391,7 +394,8 @@ class DenoiseWidget(QWidget):
         p = self.preview
         self.preview_label.setText(
             f"Preview {y1 - y0}x{x1 - x0} px at blind spot {s}: {1000 * self.preview_seconds:.0f} ms "
-            f"({'cached features' if p.cached else 'full network'}; features took {p.features_seconds:.1f} s)")
+            f"({'student, one pass' if p.model.is_student else 'cached features' if p.cached else 'full network'}; "
+            f"features took {p.features_seconds:.1f} s)")
         return out
 
     # -- the whole layer ---------------------------------------------------------------------

@@ -65,6 +65,26 @@ def check_layer(layer) -> None:
                          "among T, Z, C, Y, X are supported: split it first")
 
 
+def axes_from(edit) -> str:
+    """The axes typed in ``edit`` (a ``QLineEdit``), upper case; an :class:`InputError` when empty."""
+    text = edit.text().strip().upper()
+    if not text:
+        raise InputError("give the layer's axes (letters among T, Z, C, Y, X, e.g. ZYX)")
+    return text
+
+
+def refill_combo(combo, names: list[str], *, select_last: bool = False) -> None:
+    """Replace ``combo``'s items by ``names`` (signals blocked), keeping the current item when it is
+    still there, else (or when ``select_last``) selecting the last one."""
+    current = combo.currentText()
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(names)
+    if names:
+        combo.setCurrentIndex(len(names) - 1 if select_last or current not in names else names.index(current))
+    combo.blockSignals(False)
+
+
 def output_layer_kwargs(layer, name: str, metadata: dict) -> dict:
     """``add_image`` keywords that keep ``layer``'s geometry, units, labels and contrast."""
     kw = {
@@ -124,6 +144,29 @@ def load_model_file(parent, path: str | None = None):
     except Exception as exc:
         report(exc, "loading the model")
         return None
+
+
+def save_model_file(parent, model, default_name: str, path: str | None = None):
+    """Write ``model`` to ``path`` (asked with a file dialog when None, starting at ``default_name``);
+    the written path, or None when the user cancels or writing fails (shown as a notification)."""
+    from qtpy.QtWidgets import QFileDialog
+
+    if model is None:
+        report(InputError("there is no model to save yet"))
+        return None
+    if path is None:
+        path, _ = QFileDialog.getSaveFileName(parent, "Save model", default_name, "Model files (*.safetensors)")
+        if not path:
+            return None
+    try:
+        written = model.save(path)
+    except Exception as exc:
+        report(exc, "saving the model")
+        return None
+    from napari.utils.notifications import show_info
+
+    show_info(f"model saved to {written}")
+    return written
 
 
 def alive(widget) -> bool:
@@ -214,8 +257,11 @@ class LayerPicker(QComboBox):
 def ensure_display() -> None:
     """Give Qt an X display to draw on when there is none (tests and screenshot scripts).
 
-    napari's canvas needs OpenGL, which Qt's ``offscreen`` platform only provides through an X
-    server: start ``Xvfb`` (installed by ``scripts/setup.sh testing``) if ``DISPLAY`` is unset.
+    napari's canvas needs OpenGL, which Qt only provides through an X server here: start
+    ``Xvfb`` (installed by ``scripts/setup.sh testing``) if ``DISPLAY`` is unset, and draw on it
+    with Qt's ``xcb`` platform (``offscreen`` over Xvfb intermittently gets no OpenGL context:
+    ``glGetString(GL_EXTENSIONS)`` is None on the first canvas; the windows stay on the virtual
+    screen either way).
     """
     if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or not shutil.which("Xvfb"):
         return
@@ -230,7 +276,7 @@ def ensure_display() -> None:
         number = fh.readline().strip()
     if number:
         os.environ["DISPLAY"] = f":{number}"
-        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+        os.environ["QT_QPA_PLATFORM"] = "xcb"
 
 
 def canvas_size(viewer) -> tuple[int, int]:

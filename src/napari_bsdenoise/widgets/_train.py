@@ -15,49 +15,37 @@ from typing import TYPE_CHECKING
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from .. import api
 from ..errors import InputError
-from ._layers import LayerPicker, check_layer, detect_axes, layer_data, load_model_file, report, start_worker
-from ._plots import LossPlot, NoisePlot
+from ._layers import (
+    LayerPicker,
+    axes_from,
+    check_layer,
+    detect_axes,
+    layer_data,
+    load_model_file,
+    report,
+    save_model_file,
+    start_worker,
+)
+from ._plots import NoisePlot
+from ._run import BudgetRow, loop_spins, progress_rows, show_event, trainer_events
 from ._session import SESSION
 
 if TYPE_CHECKING:
     import napari
 
 BLIND_SPOTS = ("auto", "1", "3", "5", "7", "9")
-
-
-def _format_seconds(s: float | None) -> str:
-    if s is None:
-        return "?"
-    s = int(round(s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
-def _train_events(make_trainer, budget: dict, stop: threading.Event):
-    """Worker body: build the trainer (in the worker: it reads the data and runs the noise
-    diagnostic), yield it, then its progress events until done or ``stop`` is set."""
-    trainer = make_trainer()
-    yield trainer
-    for event in trainer.run(**budget):
-        yield event
-        if stop.is_set():
-            break
-    return trainer
 
 
 class TrainWidget(QWidget):
@@ -124,20 +112,9 @@ class TrainWidget(QWidget):
         self.blind_spot_combo.setToolTip("Training blind spot (odd side, pixels). 'auto' uses the noise "
                                          "diagnostic: 1 for pixel-independent noise, more for correlated noise.")
         form.addRow("Blind spot", self.blind_spot_combo)
-        budget = QHBoxLayout()
-        self.budget_kind = QComboBox()
-        self.budget_kind.addItems(["steps", "minutes"])
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(1, 1_000_000)
-        self.steps_spin.setValue(api.DEFAULT_STEPS)
-        self.minutes_spin = QDoubleSpinBox()
-        self.minutes_spin.setRange(0.1, 10_000)
-        self.minutes_spin.setValue(5.0)
-        self.minutes_spin.setVisible(False)
-        self.budget_kind.currentTextChanged.connect(self._on_budget_kind)
-        budget.addWidget(self.steps_spin, 1)
-        budget.addWidget(self.minutes_spin, 1)
-        budget.addWidget(self.budget_kind)
+        budget = BudgetRow()
+        self.budget_kind, self.steps_spin, self.minutes_spin = budget.kind, budget.steps, budget.minutes
+        self.budget_row = budget
         form.addRow("Budget", budget)
         root.addWidget(train)
 
@@ -152,19 +129,7 @@ class TrainWidget(QWidget):
         self.loss_combo = QComboBox()
         self.loss_combo.addItems(["auto", "l2", "l1"])
         self.loss_combo.setToolTip("auto = L1 for RGB camera images, L2 otherwise")
-        self.patch_spin = QSpinBox()
-        self.patch_spin.setRange(16, 1024)
-        self.patch_spin.setValue(api.DEFAULT_PATCH_SIZE)
-        self.batch_spin = QSpinBox()
-        self.batch_spin.setRange(1, 1024)
-        self.batch_spin.setValue(api.DEFAULT_BATCH_SIZE)
-        self.lr_spin = QDoubleSpinBox()
-        self.lr_spin.setDecimals(5)
-        self.lr_spin.setRange(1e-5, 0.5)
-        self.lr_spin.setSingleStep(5e-4)
-        self.lr_spin.setValue(api.DEFAULT_LEARNING_RATE)
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2**31 - 1)
+        self.patch_spin, self.batch_spin, self.lr_spin, self.seed_spin = loop_spins(api.DEFAULT_PATCH_SIZE)
         for label, w in (("Network", self.network_combo), ("Loss", self.loss_combo), ("Patch size", self.patch_spin),
                          ("Batch size", self.batch_spin), ("Learning rate", self.lr_spin), ("Seed", self.seed_spin)):
             form.addRow(label, w)
@@ -188,17 +153,7 @@ class TrainWidget(QWidget):
         for b in (self.train_button, self.stop_button, self.continue_button, self.reset_button):
             buttons.addWidget(b)
         root.addLayout(buttons)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        self.progress.setFormat("%p%")
-        root.addWidget(self.progress)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        root.addWidget(self.status)
-        self.loss_plot = LossPlot()
-        root.addWidget(self.loss_plot)
-        self.device_label = QLabel(f"Device: {self._device_text()}")
-        root.addWidget(self.device_label)
+        self.progress, self.status, self.loss_plot, self.device_label = progress_rows(root)
 
         files = QHBoxLayout()
         self.save_button = QPushButton("Save model…")
@@ -212,23 +167,6 @@ class TrainWidget(QWidget):
         self.model_label.setWordWrap(True)
         root.addWidget(self.model_label)
         root.addStretch(1)
-
-    @staticmethod
-    def _device_text() -> str:
-        import torch
-
-        from ..device import resolve_device
-
-        dev = resolve_device(None)
-        if dev.type == "cuda":
-            return f"CUDA GPU ({torch.cuda.get_device_name(dev)})"
-        if dev.type == "mps":
-            return "Apple GPU (MPS)"
-        return f"CPU ({torch.get_num_threads()} threads)"
-
-    def _on_budget_kind(self, kind: str) -> None:
-        self.steps_spin.setVisible(kind == "steps")
-        self.minutes_spin.setVisible(kind == "minutes")
 
     def _on_advanced(self, on: bool) -> None:
         for w in (self.network_combo, self.loss_combo, self.patch_spin, self.batch_spin, self.lr_spin, self.seed_spin):
@@ -250,10 +188,7 @@ class TrainWidget(QWidget):
         self.load_button.setEnabled(not busy)
 
     def axes(self) -> str:
-        text = self.axes_edit.text().strip().upper()
-        if not text:
-            raise InputError("give the layer's axes (letters among T, Z, C, Y, X, e.g. ZYX)")
-        return text
+        return axes_from(self.axes_edit)
 
     def _on_layer_changed(self, layer) -> None:
         self.noise = None
@@ -319,9 +254,7 @@ class TrainWidget(QWidget):
         return kw
 
     def budget(self) -> dict:
-        if self.budget_kind.currentText() == "steps":
-            return {"steps": self.steps_spin.value()}
-        return {"seconds": 60.0 * self.minutes_spin.value()}
+        return self.budget_row.budget()
 
     def train(self) -> None:
         """Train a new model on the selected layer."""
@@ -373,7 +306,7 @@ class TrainWidget(QWidget):
         self._stop.clear()
         self.progress.setValue(0)
         self.status.setText("Preparing (reading the data, noise diagnostic)…")
-        self._worker = start_worker(self, _train_events, make, budget, self._stop, yielded=self._on_yielded,
+        self._worker = start_worker(self, trainer_events, make, budget, self._stop, yielded=self._on_yielded,
                                     errored=lambda exc: report(exc, "training"), finished=self._on_finished)
         self._update_buttons()
 
@@ -402,20 +335,8 @@ class TrainWidget(QWidget):
             self.trainer = item
             self.device_label.setText(f"Device: {item.device} ({item.precision})")
             return
-        ev = item
-        self._events.append(ev)
-        self.progress.setValue(int(round(1000 * ev.fraction)))
-        if ev.kind == "start":
-            self.status.setText(ev.message)
-            return
-        if ev.kind == "done":
-            self.status.setText(f"Done: {ev.step} steps in {_format_seconds(ev.elapsed)}; {ev.message}")
-            return
-        self.loss_plot.add(ev.step, ev.loss, ev.val_loss)
-        total = f"/{ev.total}" if ev.total else ""
-        val = f", validation {ev.best_val_loss:.4g} (best)" if ev.best_val_loss is not None else ""
-        self.status.setText(f"Step {ev.step}{total}, loss {ev.loss:.4g}{val}, "
-                            f"elapsed {_format_seconds(ev.elapsed)}, ETA {_format_seconds(ev.eta)}")
+        self._events.append(item)
+        show_event(item, self.progress, self.status, self.loss_plot)
 
     def _on_finished(self) -> None:
         self._worker = None
@@ -443,23 +364,7 @@ class TrainWidget(QWidget):
     # -- files -------------------------------------------------------------------------------
     def save_model(self, path: str | None = None):
         """Write the model to a ``.safetensors`` file (asks for the path when not given)."""
-        if self.model is None:
-            report(InputError("there is no model to save yet"))
-            return None
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self, "Save model", f"{self._layer_name or 'model'}.safetensors",
-                                                  "Model files (*.safetensors)")
-            if not path:
-                return None
-        try:
-            written = self.model.save(path)
-        except Exception as exc:
-            report(exc, "saving the model")
-            return None
-        from napari.utils.notifications import show_info
-
-        show_info(f"model saved to {written}")
-        return written
+        return save_model_file(self, self.model, f"{self._layer_name or 'model'}.safetensors", path)
 
     def load_model(self, path: str | None = None):
         """Read a ``.safetensors`` model (asks for the path when not given); Continue trains it further."""
