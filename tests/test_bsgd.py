@@ -179,3 +179,25 @@ def test_bad_input(rng, noisy):
         bsd.train_bsgd(noisy, network="huge")
     with pytest.raises(InputError, match="guide"):
         bsd.train_bsgd(noisy, guide=model)
+
+
+def test_refine_cli(tmp_path, noisy):
+    """The refine subcommand (bsgd_cli), on a parser of its own until cli.py registers it."""
+    import tifffile
+
+    from napari_bsdenoise import cli
+    from napari_bsdenoise.bsgd_cli import add_refine_parser
+
+    p = cli._Parser(prog="napari-bsdenoise")
+    add_refine_parser(p.add_subparsers(dest="command", parser_class=cli._Parser))
+    model_path = _bsgd_model().save(tmp_path / "m.safetensors")
+    tifffile.imwrite(tmp_path / "in.tif", noisy)
+    args = p.parse_args(["refine", str(model_path), str(tmp_path / "in.tif"), "-o", str(tmp_path / "out.tif"),
+                         "--sampling-steps", "2", "--rounds", "1", "--seed", "3", "-q"])
+    assert args.func(args) == 0
+    out = tifffile.imread(tmp_path / "out.tif")
+    expected = bsd.refine(noisy, bsd.load_model(model_path), sampling_steps=2, rounds=1, seed=3)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    with pytest.raises(InputError):  # refuses to write over its input
+        args = p.parse_args(["refine", str(model_path), str(tmp_path / "in.tif"), "-o", str(tmp_path / "in.tif")])
+        args.func(args)
