@@ -21,7 +21,7 @@ from .axes import (
     unfold_channels,
     validate_axes,
 )
-from .config import NETWORK_PRESETS, ModelConfig, NetworkConfig, Normalization, check_blind_spot
+from .config import DBSN_PRESETS, NETWORK_PRESETS, ModelConfig, NetworkConfig, Normalization, check_blind_spot
 from .errors import InputError
 from .model import BlindSpotModel
 
@@ -81,6 +81,9 @@ def _inference_layout(x, model: BlindSpotModel, axes: str | None, blind_spot) ->
     cfg = model.config
     layout = _layout(x, axes, cfg.channel_mode)
     s = cfg.inference_blind_spot if blind_spot is None else check_blind_spot(blind_spot)
+    if model.method == "dbsn" and s > 1:
+        raise InputError(f"blind_spot={s} does not apply: D-BSN has a fixed 1-pixel blind spot (0 = the "
+                         "posterior-mean fusion with the noisy pixel, the default; 1 = the blind-spot mean alone)")
     if model.is_student and s != 0:
         raise InputError(f"blind_spot={s} does not apply: this model is a non-blind distilled student "
                          "(use its teacher for a tunable blind spot)")
@@ -143,11 +146,41 @@ def _check_trainable_size(layout: SampleLayout) -> None:
                          f"{MIN_TRAIN_SIDE}x{MIN_TRAIN_SIDE} is needed")
 
 
+TRAIN_METHODS = ("atbsn", "dbsn", "auto")
+DEFAULT_METHOD = "atbsn"
+
+
+def recommended_method(noise) -> str:
+    """``"dbsn"`` for pixel-independent noise (a 1-pixel blind spot plus a noise model is optimal),
+    ``"atbsn"`` for spatially correlated noise (it needs a larger, tunable blind spot)."""
+    return "dbsn" if noise.pixel_independent else "atbsn"
+
+
+def choose_method(method: str, blind_spot, noise) -> tuple[str, str]:
+    """The method to train and why (a sentence stored in the model and shown in the progress)."""
+    if method != "auto":
+        why = f"method={method!r} chosen by the user"
+        if method == "dbsn" and not noise.pixel_independent:
+            why += (f"; note: the noise looks spatially correlated over ~{noise.correlation_length} px, which a "
+                    "1-pixel blind spot copies (method='atbsn' suits it)")
+        return method, why
+    if blind_spot != "auto":
+        if blind_spot == 1:
+            return "dbsn", "auto: blind_spot=1 given (pixel-independent noise): D-BSN"
+        return "atbsn", f"auto: blind_spot={blind_spot} given (correlated noise): AT-BSN"
+    if noise.pixel_independent:
+        return "dbsn", (f"auto: the noise looks pixel-independent (lag-1 correlation x {noise.lag1_x:.2f}, "
+                        f"y {noise.lag1_y:.2f}): D-BSN, 1-pixel blind spot with noise model and fusion")
+    return "atbsn", (f"auto: the noise looks spatially correlated over ~{noise.correlation_length} px (lag-1 "
+                     f"correlation x {noise.lag1_x:.2f}, y {noise.lag1_y:.2f}): AT-BSN with blind spot "
+                     f"{noise.train_blind_spot}")
+
+
 def make_trainer(
     image,
     *,
     axes: str | None = None,
-    method: str = "atbsn",
+    method: str | None = None,
     blind_spot="auto",
     inference_blind_spot: int | None = None,
     steps: int | None = None,
@@ -172,12 +205,17 @@ def make_trainer(
     :func:`train`.
     """
     from .device import resolve_device
+    from .engine.dbsn import DBSNTrainer
     from .engine.train import Trainer
     from .noise import estimate_noise_correlation_samples
 
     arr = check_image(image)
-    if method not in ("atbsn",):
-        raise InputError(f"unknown method {method!r}; available: 'atbsn'")
+    if method is None:  # continuing: the model's own method
+        method = model.method if isinstance(model, BlindSpotModel) and not model.is_student else DEFAULT_METHOD
+    if method not in TRAIN_METHODS:
+        raise InputError(f"unknown method {method!r}; available: {', '.join(map(repr, TRAIN_METHODS))}")
+    if isinstance(model, BlindSpotModel) and method == "auto" and not model.is_student:
+        method = model.method
     steps = _check_budget(steps, seconds, patch_size, batch_size, learning_rate)
     layout = _layout(arr, axes, channels)
     _check_trainable_size(layout)
@@ -194,7 +232,15 @@ def make_trainer(
         check_blind_spot(inference_blind_spot, "inference_blind_spot")
     samples = to_samples(arr, layout)
     noise = estimate_noise_correlation_samples(samples)
-    if blind_spot == "auto":
+    method, reason = choose_method(method, blind_spot, noise)
+    if method == "dbsn":
+        if blind_spot != "auto" and s_train != 1:
+            raise InputError(f"D-BSN has a fixed 1-pixel blind spot; blind_spot={s_train} needs method='atbsn'")
+        if inference_blind_spot is not None and inference_blind_spot > 1:
+            raise InputError("a D-BSN model is applied at blind spot 0 (fused with the noisy pixel) or 1 "
+                             f"(the blind-spot mean alone), not {inference_blind_spot}")
+        s_train, s_inf = 1, 0
+    elif blind_spot == "auto":
         s_train, s_inf = noise.train_blind_spot, noise.inference_blind_spot
     else:
         s_inf = min(noise.inference_blind_spot, s_train)
@@ -210,6 +256,8 @@ def make_trainer(
         if model.is_student:
             raise InputError("this model is a distilled student: continue it with distill(image, teacher, "
                              "student=model), not with train")
+        if model.method != method:
+            raise InputError(f"this model is {model.method!r}; it cannot be continued with method={method!r}")
         config = ModelConfig.from_dict(model.config.to_dict())
         config.train_blind_spot, config.inference_blind_spot = s_train, s_inf
         norm = config.normalization
@@ -218,14 +266,22 @@ def make_trainer(
             raise InputError(f"the model takes {config.network.in_channels} channels, the image has {n_data_c}")
         start = BlindSpotModel(config, copy.deepcopy(model.network))
     else:
+        if method == "dbsn":
+            if loss not in ("auto", "nll"):
+                raise InputError(f"loss={loss!r} does not apply to D-BSN (it trains with the Gaussian NLL: "
+                                 "loss='auto' or 'nll')")
+            loss = "nll"
+        elif loss == "nll":
+            raise InputError("loss='nll' is D-BSN's (method='dbsn'); AT-BSN trains with 'l1' or 'l2'")
         if loss == "auto":
             loss = "l1" if (layout.channel_mode == "joint" and layout.n_channels >= 3) else "l2"
         if network == "auto":
             network = "tiny" if dev.type == "cpu" else "small"
+        presets = DBSN_PRESETS if method == "dbsn" else NETWORK_PRESETS
         if isinstance(network, str):
-            if network not in NETWORK_PRESETS:
-                raise InputError(f"network must be one of {sorted(NETWORK_PRESETS)} or a dict, got {network!r}")
-            net_kwargs = dict(NETWORK_PRESETS[network])
+            if network not in presets:
+                raise InputError(f"network must be one of {sorted(presets)} or a dict, got {network!r}")
+            net_kwargs = dict(presets[network])
         else:
             net_kwargs = dict(network)
         n_in = layout.n_channels if layout.channel_mode == "joint" else 1
@@ -245,16 +301,23 @@ def make_trainer(
 
         torch.manual_seed(seed)  # weight initialisation is part of a seeded run
         start = BlindSpotModel(config)
+        if method == "dbsn":
+            # start the noise model at the diagnostic's noise level (normalised units): the heads then
+            # only refine it (signal dependence, uncertainty) instead of spending the budget finding it
+            var_n = float(np.mean([(noise.noise_std / s) ** 2 for s in norm.std]))
+            start.network.set_initial_variances(var_mu=0.5 * var_n, var_n=var_n)
     config.noise = noise.to_dict()
     config.noise["summary"] = noise.summary()
-    config.training = {"data_shape": list(arr.shape), "data_dtype": str(arr.dtype), "data_axes": layout.axes}
+    config.noise["recommended_method"] = recommended_method(noise)
+    config.training = {"data_shape": list(arr.shape), "data_dtype": str(arr.dtype), "data_axes": layout.axes,
+                       "method": method, "method_reason": reason}
     data = _normalize(samples, _match_normalization(norm, layout))
     if config.channel_mode == "independent":
         data = fold_channels(data)
     # a patch must hold plenty of context around a large blind spot: with s=9 on
     # 32-px patches most of what a branch sees is padding and training fails
     patch_size = max(patch_size, 8 * s_train)
-    return Trainer(
+    return (DBSNTrainer if method == "dbsn" else Trainer)(
         data,
         start,
         **_loop_settings(steps, seconds, patch_size, batch_size, learning_rate, seed, dev, precision,
@@ -272,8 +335,16 @@ def train(image, *, callback=None, **kwargs) -> BlindSpotModel:
     axes : str, optional
         Axes of ``image`` (e.g. ``"ZYX"``, ``"TCYX"``, ``"YXC"`` for RGB).
         Inferred only for 2-D (``YX``) and RGB (``YXC``) arrays.
-    method : {"atbsn"}
-        The network family.
+    method : {"atbsn", "dbsn", "auto"}, optional
+        The network family.  ``"atbsn"`` (default): asymmetric tunable blind spot,
+        right for spatially correlated noise.  ``"dbsn"``: D-BSN, a 1-pixel dilated
+        blind-spot network with a learned noise model whose prediction is fused with
+        the noisy pixel at inference (posterior mean), right for pixel-independent
+        (raw camera, Poisson-Gaussian) noise; its models are applied at blind spot 0
+        (fused, the default) or 1 (the blind-spot mean alone).  ``"auto"`` picks D-BSN
+        when :func:`estimate_noise_correlation` finds pixel-independent noise and
+        AT-BSN otherwise, and records why (``model.config.training["method_reason"]``).
+        When continuing a ``model``, the default is that model's method.
     blind_spot : "auto" or int
         Training blind spot (odd side in pixels).  ``"auto"`` uses
         :func:`estimate_noise_correlation`: 1 for pixel-independent noise, larger
@@ -289,12 +360,14 @@ def train(image, *, callback=None, **kwargs) -> BlindSpotModel:
     device : str or torch.device, optional
         ``None`` picks CUDA, then Apple MPS, then the CPU.
     network : {"auto", "tiny", "small", "paper"} or dict
-        Size preset, or ``{"width": w, "depth": d}``.  ``auto`` is ``tiny`` on
+        Size preset, or ``{"width": w, "depth": d}`` (for D-BSN: branch width and
+        dilated blocks per branch, ``config.DBSN_PRESETS``).  ``auto`` is ``tiny`` on
         the CPU (about 3x more steps per second than ``small``, which matters
         under a minutes-long budget) and ``small`` on a GPU.
-    loss : {"auto", "l2", "l1"}
+    loss : {"auto", "l2", "l1", "nll"}
         ``auto`` is L1 for RGB camera images, L2 (mean estimate, right for
-        photon counts) otherwise.
+        photon counts) otherwise; D-BSN always uses ``"nll"`` (L2 for its mean,
+        Gaussian NLL for its uncertainty and noise level).
     patch_size, batch_size, learning_rate : optional
         Optimisation settings (patches are at least ``8 * blind_spot`` pixels).
     precision : {"auto", "fp32", "bf16"}
@@ -465,7 +538,7 @@ def distill(image, teacher: BlindSpotModel, *, callback=None, **kwargs) -> Blind
     teacher_blind_spots : "auto" or list of int
         Blind spots at which the teacher is run.  ``"auto"``: ``0, 1, 3, ...`` up to two
         beyond the teacher's training blind spot for correlated noise (the paper's
-        SIDD set is 0-11), ``1, 3`` for pixel-independent noise.
+        SIDD set is 0-11), the 1-pixel teacher alone for pixel-independent noise.
     mode : {"multi", "mean"}
         ``multi``: mean of the L1/L2 distances to every teacher output (the paper);
         ``mean``: distance to the average teacher output.

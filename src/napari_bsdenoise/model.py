@@ -64,10 +64,7 @@ class BlindSpotModel:
         lines = [
             f"napari-bsdenoise model ({c.network.method}), {self.n_parameters / 1e6:.3f} M parameters, "
             f"width {c.network.width}, depth {c.network.depth}, {c.network.in_channels} channel(s) in",
-            (f"non-blind student distilled from an AT-BSN trained at blind spot {c.train_blind_spot} "
-             f"(teachers at {t.get('distillation', {}).get('teacher_blind_spots', '?')})")
-            if self.is_student else
-            f"blind spot: trained at {c.train_blind_spot}, inference default {c.inference_blind_spot}",
+            self._blind_spot_line(),
             f"data axes {c.axes}, channels {c.channel_mode}, loss {c.loss}, "
             f"normalisation mean {[round(m, 4) for m in c.normalization.mean]} std "
             f"{[round(s, 4) for s in c.normalization.std]}",
@@ -81,6 +78,20 @@ class BlindSpotModel:
             lines.append(f"noise diagnostic: {c.noise.get('summary', '')}")
         lines.append(f"written by napari-bsdenoise {c.version}")
         return "\n".join(lines)
+
+    def _blind_spot_line(self) -> str:
+        c, t = self.config, self.config.training
+        if self.is_student:
+            d = t.get("distillation", {})
+            teacher = "a D-BSN (its fused output)" if d.get("teacher_method") == "dbsn" else "an AT-BSN"
+            return (f"non-blind student distilled from {teacher} trained at blind spot {c.train_blind_spot} "
+                    f"(teachers at {d.get('teacher_blind_spots', '?')})")
+        if self.method == "dbsn":
+            mode = "fused with the noisy pixel (posterior mean)" if c.inference_blind_spot == 0 else \
+                "the blind-spot mean alone"
+            return (f"D-BSN: 1-pixel blind spot with noise model; inference default {c.inference_blind_spot} "
+                    f"({mode}; 0 = fused, 1 = blind-spot mean)")
+        return f"blind spot: trained at {c.train_blind_spot}, inference default {c.inference_blind_spot}"
 
     def __repr__(self) -> str:
         c = self.config

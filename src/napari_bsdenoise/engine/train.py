@@ -85,8 +85,14 @@ class Trainer:
             pred = self.net(x, self.config.train_blind_spot)
         return self._loss(pred.float(), x)
 
+    def _method_note(self) -> str:
+        """Why ``method="auto"`` chose this network ("" when the user chose it)."""
+        reason = str(self.config.training.get("method_reason", ""))
+        return f" ({reason})" if reason.startswith("auto") else ""
+
     def describe(self) -> str:
-        return f"training on {self.device} ({self.precision}), blind spot {self.config.train_blind_spot}"
+        return (f"training on {self.device} ({self.precision}), blind spot {self.config.train_blind_spot}"
+                + self._method_note())
 
     def _validate(self) -> float:
         import torch
