@@ -3,9 +3,11 @@
     OMP_NUM_THREADS=1 python scripts/screenshots.py [--steps 150] [--out docs/images]
 
 Opens the 2-D microscopy sample, docks the Train widget and trains the ``tiny`` network, then
-docks the Denoise widget with the live preview of a zoomed-in view, and denoises the layer.
+docks the Denoise widget with the live preview of a zoomed-in view, and denoises the layer, then
+docks the Distill widget and distils the trained model into a tiny student.
 Needs an X server for napari's OpenGL canvas: an Xvfb server is started when there is no
-DISPLAY (scripts/setup.sh testing installs it).  Writes train_widget.png, denoise_widget.png and denoise_result_widget.png.
+DISPLAY (scripts/setup.sh testing installs it).  Writes train_widget.png, denoise_widget.png,
+denoise_result_widget.png and distill_widget.png.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def shot(viewer, app, path: Path) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--distill-steps", type=int, default=100)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -81,7 +84,7 @@ def main(argv=None) -> None:
     shot(viewer, app, args.out / "train_widget.png")
 
     viewer.window.remove_dock_widget(train_dock)  # the trained model stays in the session
-    _, denoise = viewer.window.add_plugin_dock_widget("napari-bsdenoise", "Denoise")
+    denoise_dock, denoise = viewer.window.add_plugin_dock_widget("napari-bsdenoise", "Denoise")
     layer = viewer.layers["nuclei (noisy)"]
     cam = camera(viewer)
     cam.center = (0.5 * 300, 0.5 * 220)  # world units: the layer's scale is 0.5 um
@@ -99,6 +102,17 @@ def main(argv=None) -> None:
     viewer.reset_view()
     layer.visible = False
     shot(viewer, app, args.out / "denoise_result_widget.png")
+
+    viewer.window.remove_dock_widget(denoise_dock)
+    viewer.layers.remove(f"{layer.name}_denoised")
+    layer.visible = True
+    _, distill = viewer.window.add_plugin_dock_widget("napari-bsdenoise", "Distill")
+    distill.picker.set_layer(layer)
+    distill.student_combo.setCurrentText("tiny")
+    distill.steps_spin.setValue(args.distill_steps)
+    distill.distill_button.click()
+    wait(app, lambda: not distill.busy)
+    shot(viewer, app, args.out / "distill_widget.png")
     viewer.close()
 
 
