@@ -437,15 +437,17 @@ def make_distiller(
     if not isinstance(teacher, BlindSpotModel):
         raise InputError(f"teacher must be a BlindSpotModel (from train or load_model), got {type(teacher).__name__}")
     if teacher.is_student:
-        raise InputError("the teacher must be a blind-spot model (AT-BSN), not a distilled student")
+        raise InputError("the teacher must be a blind-spot model (AT-BSN or D-BSN), not a distilled student")
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     steps = _check_budget(steps, seconds, patch_size, batch_size, learning_rate)
     tcfg = teacher.config
+    dbsn = teacher.method == "dbsn"
     if isinstance(teacher_blind_spots, str):
         if teacher_blind_spots != "auto":
             raise InputError(f"teacher_blind_spots must be 'auto' or a list of blind spots, got {teacher_blind_spots!r}")
-        blind_spots = default_teacher_blind_spots(tcfg.train_blind_spot)
+        # a D-BSN teacher's target is its fused (posterior-mean) output, its blind spot 0
+        blind_spots = (0,) if dbsn else default_teacher_blind_spots(tcfg.train_blind_spot)
     else:
         try:
             blind_spots = tuple(sorted({check_blind_spot(b, "teacher_blind_spots") for b in teacher_blind_spots}))
@@ -454,6 +456,9 @@ def make_distiller(
                              f"got {teacher_blind_spots!r}") from None
         if not blind_spots:
             raise InputError("teacher_blind_spots is empty")
+        if dbsn and not set(blind_spots) <= {0, 1}:
+            raise InputError("a D-BSN teacher runs at blind spot 0 (fused, the default target) or 1 (its "
+                             f"blind-spot mean), not {list(blind_spots)}")
     layout, _ = _inference_layout(arr, teacher, axes, max(blind_spots))
     _check_trainable_size(layout)
 
@@ -465,7 +470,11 @@ def make_distiller(
         start = BlindSpotModel(ModelConfig.from_dict(student.config.to_dict()),
                                copy.deepcopy(student.network))
     else:
-        if student == "auto":
+        if student == "auto" and dbsn:  # the UNet preset of the same name as the teacher's D-BSN preset
+            name = next((k for k, v in DBSN_PRESETS.items()
+                         if v == {"width": tcfg.network.width, "depth": tcfg.network.depth}), "tiny")
+            net_kwargs = dict(NETWORK_PRESETS[name])
+        elif student == "auto":
             net_kwargs = {"width": tcfg.network.width, "depth": tcfg.network.depth}
         elif isinstance(student, str):
             if student not in NETWORK_PRESETS:
@@ -480,12 +489,15 @@ def make_distiller(
         config.network = NetworkConfig(method="student", in_channels=tcfg.network.in_channels,
                                        out_channels=tcfg.network.out_channels, **net_kwargs)
         config.inference_blind_spot = 0
+        if dbsn:
+            config.loss = "l2"
         config.version = __version__
         config.validate()
         import torch
 
         torch.manual_seed(seed)
         start = BlindSpotModel(config)
+        warm_start = bool(warm_start) and not dbsn  # D-BSN shares no UNet weights with the student
         if warm_start:
             start.network.warm_start(teacher.network)
     config = start.config
@@ -493,6 +505,7 @@ def make_distiller(
         "data_shape": list(arr.shape), "data_dtype": str(arr.dtype), "data_axes": layout.axes,
         "distillation": {
             "teacher_blind_spots": list(blind_spots), "mode": mode, "warm_start": bool(warm_start),
+            "teacher_method": teacher.method,
             "teacher_train_blind_spot": tcfg.train_blind_spot,
             "teacher_network": dataclasses.asdict(tcfg.network),
             "teacher_training": {k: v for k, v in tcfg.training.items() if k != "history"},
@@ -528,7 +541,8 @@ def distill(image, teacher: BlindSpotModel, *, callback=None, **kwargs) -> Blind
     image : array_like
         Noisy data (as for :func:`train`; usually the teacher's own training data).
     teacher : BlindSpotModel
-        An AT-BSN model from :func:`train` or :func:`load_model`.
+        An AT-BSN or D-BSN model from :func:`train` or :func:`load_model`.  A D-BSN
+        teacher's target is its fused (posterior-mean) output.
     axes : str, optional
         As in :func:`train`.
     student : {"auto", "tiny", "small", "paper"}, dict or BlindSpotModel

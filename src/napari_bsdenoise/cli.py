@@ -387,12 +387,15 @@ def cmd_train(args) -> int:
         "network": args.network, "loss": args.loss, "seed": args.seed, "device": args.device,
         "precision": args.precision, "channels": args.channels,
     }.items() if v is not None}
-    trainer = make_trainer(img.data, axes=img.axes, blind_spot=args.blind_spot, **kwargs)
+    trainer = make_trainer(img.data, axes=img.axes, blind_spot=args.blind_spot, method=args.method, **kwargs)
     cfg = trainer.model.config
     if not args.quiet:
         noise = (cfg.noise or {}).get("summary")
         if noise and args.blind_spot == "auto":
             _note(f"noise diagnostic: {noise}")
+        reason = cfg.training.get("method_reason", "")
+        if reason.startswith("auto") or "note:" in reason:
+            _note(f"method {cfg.network.method}: {reason}")
         _note(f"training on {img.path.name} {img.data.shape} (axes {img.axes}), blind spot {cfg.train_blind_spot} "
               f"(inference {cfg.inference_blind_spot})")
     path, interrupted = _run_trainer(trainer, out, "train", args.quiet)
@@ -660,8 +663,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training blind spot: auto (from the noise diagnostic; default) or an odd number of pixels")
     t.add_argument("--inference-blind-spot", type=_int_arg, metavar="N",
                    help="default blind spot stored in the model for denoising (0 = non-blind, 1, 3 ...)")
+    t.add_argument("--method", choices=["auto", "atbsn", "dbsn"],
+                   help="atbsn (default): tunable blind spot, for correlated noise; dbsn: 1-pixel dilated blind "
+                   "spot with a noise model, fused with the noisy pixel (pixel-independent noise); auto: "
+                   "chosen by the noise diagnostic")
     t.add_argument("--network", choices=["auto", "tiny", "small", "paper"], help="network size (default auto: tiny on CPU, small on GPU)")
-    t.add_argument("--loss", choices=["auto", "l1", "l2"], help="auto: L1 for RGB photos, L2 otherwise")
+    t.add_argument("--loss", choices=["auto", "l1", "l2", "nll"],
+                   help="auto: L1 for RGB photos, L2 otherwise, NLL for D-BSN")
     t.add_argument("--seed", type=_int_arg, help="random seed (default 0)")
     t.add_argument("--device", help=dev_help)
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"])
@@ -700,7 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output .tif, .png or .zarr (never the input; .zarr streams chunk by chunk and resumes)")
     d.add_argument("--axes", help=axes_help)
     d.add_argument("--blind-spot", type=_int_arg, metavar="N",
-                   help="inference blind spot: 0 (non-blind, sharpest), 1, 3 ... (default: the model's)")
+                   help="inference blind spot: 0 (non-blind, sharpest; for D-BSN the fusion with the noisy "
+                   "pixel), 1, 3 ... (default: the model's)")
     d.add_argument("--device", help=dev_help)
     d.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     d.add_argument("--tile-size", type=_positive_int, metavar="N",

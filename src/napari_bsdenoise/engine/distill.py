@@ -61,13 +61,16 @@ class DistillTrainer(Trainer):
                 f"{', '.join(map(str, self.blind_spots))} ({self.mode})")
 
     def targets(self, x):
-        """The teachers' outputs on ``x`` (one UNet pass, one head per blind spot), detached."""
+        """The teachers' outputs on ``x`` at each blind spot, detached."""
         import torch
 
         with torch.no_grad(), autocast(self.device, self.precision):
-            feats = self.teacher.features(x)
-            size = tuple(x.shape[-2:])
-            outs = [self.teacher.head_from_features(feats, s, size).float() for s in self.blind_spots]
+            if hasattr(self.teacher, "features"):  # AT-BSN: one UNet pass, one head per blind spot
+                feats = self.teacher.features(x)
+                size = tuple(x.shape[-2:])
+                outs = [self.teacher.head_from_features(feats, s, size).float() for s in self.blind_spots]
+            else:  # e.g. D-BSN: blind spot 0 is its fused (posterior-mean) output
+                outs = [self.teacher(x, s).float() for s in self.blind_spots]
         if self.mode == "mean":
             return [torch.stack(outs).mean(0)]
         return outs

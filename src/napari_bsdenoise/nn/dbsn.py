@@ -207,3 +207,15 @@ def gaussian_nll(y: torch.Tensor, mu: torch.Tensor, var_mu: torch.Tensor, var_n:
     v = var_mu + var_n
     return 0.5 * ((y.float() - mu.float()) ** 2 / v + torch.log(v)).mean()
 
+
+
+def constrained_nll(y: torch.Tensor, mu: torch.Tensor, var_mu: torch.Tensor, var_n: torch.Tensor) -> torch.Tensor:
+    """D-BSN's constrained objective: the NLL with ``log(var_mu + var_n)`` replaced by its upper bound
+    ``log var_n + var_mu / var_n`` (per pixel and channel, mean over all; no inverses of small numbers).
+
+    The plain NLL only identifies the sum ``var_mu + var_n``; the bound breaks the tie in favour of the
+    noise, so ``var_mu`` stays near 0 where the blind-spot mean is as good as it gets for that intensity
+    and grows only where the context says it is worse (edges, fine detail).
+    """
+    r2 = (y.float() - mu.float()) ** 2
+    return 0.5 * (r2 / (var_mu + var_n) + torch.log(var_n) + var_mu / var_n).mean()
