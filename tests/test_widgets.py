@@ -150,6 +150,21 @@ def test_train_to_completion_then_save_and_load(make_napari_viewer, qtbot, tmp_p
     np.testing.assert_allclose(bsd.denoise(data, loaded), bsd.denoise(data, SESSION.get("cells model")), atol=1e-5)
 
 
+def test_train_method_choice(make_napari_viewer, qtbot):
+    """The Method combo offers train's methods with its default and is passed to train (D-BSN here)."""
+    viewer = make_napari_viewer()
+    viewer.add_image(_noisy((64, 64)), name="cells")
+    w = _dock(viewer, "Train")
+    assert [w.method_combo.itemText(i) for i in range(w.method_combo.count())] == list(bsd.api.TRAIN_METHODS)
+    assert w.method_combo.currentText() == bsd.api.DEFAULT_METHOD
+    _tiny_settings(w, 4)
+    w.method_combo.setCurrentText("dbsn")
+    assert w.training_kwargs()["method"] == "dbsn"
+    w.train_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=60_000)
+    assert w.model is not None and w.model.method == "dbsn" and w.model.inference_blind_spot == 0
+
+
 def _stop_within_a_step(qtbot, w, start_button, trainer):
     """Start, press Stop after step 3 and check that only the running step finishes and the best
     model so far is kept (Train and Distill widgets; ``trainer()`` is the widget's trainer)."""

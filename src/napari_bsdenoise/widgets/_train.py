@@ -107,6 +107,13 @@ class TrainWidget(QWidget):
 
         train = QGroupBox("Training")
         form = QFormLayout(train)
+        self.method_combo = QComboBox()
+        self.method_combo.addItems(list(api.TRAIN_METHODS))
+        self.method_combo.setCurrentText(api.DEFAULT_METHOD)
+        self.method_combo.setToolTip("atbsn: tunable blind spot (correlated noise); dbsn: 1-pixel blind spot "
+                                     "with a noise model, fused with the noisy pixel (pixel-independent noise); "
+                                     "auto: chosen by the noise diagnostic")
+        form.addRow("Method", self.method_combo)
         self.blind_spot_combo = QComboBox()
         self.blind_spot_combo.addItems(BLIND_SPOTS)
         self.blind_spot_combo.setToolTip("Training blind spot (odd side, pixels). 'auto' uses the noise "
@@ -245,7 +252,8 @@ class TrainWidget(QWidget):
     def training_kwargs(self) -> dict:
         """The keywords for :func:`napari_bsdenoise.api.make_trainer` set in the widget."""
         bs = self.blind_spot_combo.currentText()
-        kw: dict = {"axes": self.axes(), "blind_spot": "auto" if bs == "auto" else int(bs)}
+        kw: dict = {"axes": self.axes(), "blind_spot": "auto" if bs == "auto" else int(bs),
+                    "method": self.method_combo.currentText()}
         kw.update(self.budget())
         if self.advanced.isChecked():
             kw.update(network=self.network_combo.currentText(), loss=self.loss_combo.currentText(),
@@ -291,6 +299,7 @@ class TrainWidget(QWidget):
                 check_layer(layer)
                 data, kwargs, model = layer_data(layer), self.training_kwargs(), self.model
                 kwargs["blind_spot"] = model.train_blind_spot if kwargs["blind_spot"] == "auto" else kwargs["blind_spot"]
+                kwargs.pop("method")  # a loaded model continues with its own method
                 self._layer_name = layer.name
                 make = lambda: api.make_trainer(data, model=model, **kwargs)  # noqa: E731
                 budget = {}
