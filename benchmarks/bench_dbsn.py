@@ -35,7 +35,25 @@ def parse_args(argv=None):
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/dbsn.csv"))
+    p.add_argument("--table", action="store_true", help="print the per-group means of --out as markdown and exit")
     return p.parse_args(argv)
+
+
+def table(C, path: Path) -> str:
+    """Markdown table of per-group means (PSNR/SSIM n/a for the scale-free W2S) and seconds per image."""
+    rows = C.read_results(path)
+    lines = ["| group | method | n | PSNR | SSIM | SI-PSNR | SI-SSIM | s / image |", "|---|---|--:|--:|--:|--:|--:|--:|"]
+    for group in dict.fromkeys(r["group"] for r in rows):
+        for method in METHODS:
+            sel = [r for r in rows if r["group"] == group and r["method"] == method]
+            if not sel:
+                continue
+            mean = {k: sum(float(r[k]) for r in sel) / len(sel) for k in ("psnr", "ssim", "si_psnr", "si_ssim", "seconds")}
+            free = group in C.SCALE_FREE_GROUPS
+            psnr, ssim = ("n/a", "n/a") if free else (f"{mean['psnr']:.2f}", f"{mean['ssim']:.3f}")
+            lines.append(f"| {group} | {method} | {len(sel)} | {psnr} | {ssim} | {mean['si_psnr']:.2f} | "
+                         f"{mean['si_ssim']:.3f} | {mean['seconds']:.0f} |")
+    return "\n".join(lines)
 
 
 def pending(C, args, root):
@@ -57,6 +75,9 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.table:
+        print(table(C, args.out))
+        return 0
     if (root := C.data_root()) is None:
         print(f"benchmark data not found (set ${C.DATA_ENV}); nothing to score")
         return 0
