@@ -193,3 +193,6 @@ def test_cli_train_method(tmp_path, capsys):
     assert main(["denoise", str(model), str(image), "-o", str(out), "--blind-spot", "1", "-q"]) == 0
     assert tifffile.imread(out).shape == noisy.shape
     assert main(["train", str(image), "-o", str(model), "--method", "bsn"]) == 2
+    capsys.readouterr()
+    assert main(["noise", str(image)]) == 0
+    assert "method for --method auto: dbsn" in capsys.readouterr().out

@@ -580,6 +580,12 @@ def cmd_noise(args) -> int:
         return 0
     print(f"{img.path.name} {img.data.shape} {img.data.dtype}, axes {img.axes}")
     print(result.summary())
+    from .api import recommended_method
+
+    method = recommended_method(result)
+    print(f"method for --method auto: {method} ("
+          + ("pixel-independent noise: D-BSN, 1-pixel blind spot with noise model and fusion)" if method == "dbsn"
+             else "correlated noise: AT-BSN with a larger training blind spot)"))
     print(f"noise autocorrelation (from {result.n_blocks} flat 16x16 blocks; 1 at the centre, ~0 elsewhere "
           "for pixel-independent noise):")
     print(_format_acf(np.asarray(result.autocorrelation)))
