@@ -182,22 +182,29 @@ def test_bad_input(rng, noisy):
 
 
 def test_refine_cli(tmp_path, noisy):
-    """The refine subcommand (bsgd_cli), on a parser of its own until cli.py registers it."""
+    """``napari-bsdenoise train --method bsgd`` then ``refine`` equal the API."""
     import tifffile
 
-    from napari_bsdenoise import cli
-    from napari_bsdenoise.bsgd_cli import add_refine_parser
+    from napari_bsdenoise.cli import main
 
-    p = cli._Parser(prog="napari-bsdenoise")
-    add_refine_parser(p.add_subparsers(dest="command", parser_class=cli._Parser))
-    model_path = _bsgd_model().save(tmp_path / "m.safetensors")
     tifffile.imwrite(tmp_path / "in.tif", noisy)
-    args = p.parse_args(["refine", str(model_path), str(tmp_path / "in.tif"), "-o", str(tmp_path / "out.tif"),
-                         "--sampling-steps", "2", "--rounds", "1", "--seed", "3", "-q"])
-    assert args.func(args) == 0
+    guide_path = bsd.train(noisy, steps=2, network="tiny", blind_spot=1).save(tmp_path / "g.safetensors")
+    model_path = tmp_path / "m.safetensors"
+    assert main(["train", str(tmp_path / "in.tif"), "-o", str(model_path), "--method", "bsgd", "--guide",
+                 str(guide_path), "--steps", "2", "-q"]) == 0
+    assert bsd.load_model(model_path).method == "bsgd"
+    argv = ["refine", str(model_path), str(tmp_path / "in.tif"), "-o", str(tmp_path / "out.tif"),
+            "--sampling-steps", "2", "--rounds", "1", "--seed", "3", "-q"]
+    assert main(argv) == 0
     out = tifffile.imread(tmp_path / "out.tif")
     expected = bsd.refine(noisy, bsd.load_model(model_path), sampling_steps=2, rounds=1, seed=3)
     np.testing.assert_allclose(out, expected, atol=1e-5)
-    with pytest.raises(InputError):  # refuses to write over its input
-        args = p.parse_args(["refine", str(model_path), str(tmp_path / "in.tif"), "-o", str(tmp_path / "in.tif")])
-        args.func(args)
+    assert main(argv[:4] + [str(tmp_path / "in.tif")] + argv[5:]) == 2  # refuses to write over its input
+
+
+def test_train_method_bsgd_is_train_bsgd(noisy):
+    guide = bsd.train(noisy, steps=2, network="tiny", blind_spot=1)
+    model = bsd.train(noisy, method="bsgd", guide=guide, steps=2)
+    assert model.method == "bsgd"
+    with pytest.raises(InputError, match="guide"):
+        bsd.train(noisy, method="atbsn", guide=guide, steps=1)

@@ -196,6 +196,7 @@ def make_trainer(
     channels: str | None = None,
     model: BlindSpotModel | None = None,
     validation_fraction: float = 0.1,
+    guide: BlindSpotModel | None = None,
 ):
     """Prepare training and return a :class:`~napari_bsdenoise.engine.train.Trainer`.
 
@@ -209,6 +210,18 @@ def make_trainer(
     from .engine.train import Trainer
     from .noise import estimate_noise_correlation_samples
 
+    if method == "bsgd" or (method is None and isinstance(model, BlindSpotModel) and model.method == "bsgd"):
+        from .bsgd import make_bsgd_trainer
+
+        if loss != "auto" or precision != "auto":
+            raise InputError("BSGD trains with its own diffusion loss in fp32: loss and precision do not apply")
+        return make_bsgd_trainer(
+            image, guide=guide, axes=axes, blind_spot=blind_spot, inference_blind_spot=inference_blind_spot,
+            steps=steps, seconds=seconds, seed=seed, device=device, network=network, patch_size=patch_size,
+            batch_size=batch_size, learning_rate=learning_rate, channels=channels, model=model,
+            validation_fraction=validation_fraction)
+    if guide is not None:
+        raise InputError("guide= is for method='bsgd' (the blind-spot model that the diffusion refinement refines)")
     arr = check_image(image)
     if method is None:  # continuing: the model's own method
         method = model.method if isinstance(model, BlindSpotModel) and not model.is_student else DEFAULT_METHOD
@@ -344,7 +357,10 @@ def train(image, *, callback=None, **kwargs) -> BlindSpotModel:
         (fused, the default) or 1 (the blind-spot mean alone).  ``"auto"`` picks D-BSN
         when :func:`estimate_noise_correlation` finds pixel-independent noise and
         AT-BSN otherwise, and records why (``model.config.training["method_reason"]``).
-        When continuing a ``model``, the default is that model's method.
+        When continuing a ``model``, the default is that model's method.  ``"bsgd"``
+        trains the two diffusion branches of blind-spot guided diffusion for
+        :func:`napari_bsdenoise.refine` (``guide=`` the blind-spot model it refines;
+        docs/bsgd.md; experimental).
     blind_spot : "auto" or int
         Training blind spot (odd side in pixels).  ``"auto"`` uses
         :func:`estimate_noise_correlation`: 1 for pixel-independent noise, larger
@@ -378,6 +394,9 @@ def train(image, *, callback=None, **kwargs) -> BlindSpotModel:
         RGB, independent otherwise.
     model : BlindSpotModel, optional
         Continue training this model instead of starting afresh.
+    guide : BlindSpotModel, optional
+        ``method="bsgd"`` only: the model whose result the refinement starts from
+        (its normalisation and channel mode are reused).
     callback : callable, optional
         Called with each :class:`ProgressEvent`; return ``False`` to stop early.
 

@@ -387,6 +387,10 @@ def cmd_train(args) -> int:
         "network": args.network, "loss": args.loss, "seed": args.seed, "device": args.device,
         "precision": args.precision, "channels": args.channels,
     }.items() if v is not None}
+    if args.guide is not None:
+        from .api import load_model
+
+        kwargs["guide"] = load_model(_check_input_file(args.guide, "guide model"))
     trainer = make_trainer(img.data, axes=img.axes, blind_spot=args.blind_spot, method=args.method, **kwargs)
     cfg = trainer.model.config
     if not args.quiet:
@@ -669,10 +673,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training blind spot: auto (from the noise diagnostic; default) or an odd number of pixels")
     t.add_argument("--inference-blind-spot", type=_int_arg, metavar="N",
                    help="default blind spot stored in the model for denoising (0 = non-blind, 1, 3 ...)")
-    t.add_argument("--method", choices=["auto", "atbsn", "dbsn"],
+    t.add_argument("--method", choices=["auto", "atbsn", "dbsn", "bsgd"],
                    help="atbsn (default): tunable blind spot, for correlated noise; dbsn: 1-pixel dilated blind "
                    "spot with a noise model, fused with the noisy pixel (pixel-independent noise); auto: "
-                   "chosen by the noise diagnostic")
+                   "chosen by the noise diagnostic; bsgd: diffusion branches for 'refine' (experimental)")
+    t.add_argument("--guide", metavar="MODEL", help="with --method bsgd: the blind-spot model to refine")
     t.add_argument("--network", choices=["auto", "tiny", "small", "paper"], help="network size (default auto: tiny on CPU, small on GPU)")
     t.add_argument("--loss", choices=["auto", "l1", "l2", "nll"],
                    help="auto: L1 for RGB photos, L2 otherwise, NLL for D-BSN")
@@ -740,6 +745,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("model", metavar="MODEL")
     i.add_argument("--json", action="store_true", help="print the model's full JSON config instead")
     i.set_defaults(func=cmd_info)
+
+    from .bsgd_cli import add_refine_parser
+
+    add_refine_parser(sub)  # experimental diffusion refinement (docs/bsgd.md)
 
     n = sub.add_parser("noise", help="diagnose the spatial correlation of the noise",
                        description="Estimate the noise autocorrelation of IMAGE (no clean reference needed) "
