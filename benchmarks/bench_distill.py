@@ -6,7 +6,7 @@
 
 Per image (GT used for scoring only): one teacher trained with ``blind_spot="auto"``, scored at
 its default inference blind spot (``teacher``); students distilled from it on the same noisy
-image with the default teacher set: ``student_multi`` (default: the paper's multi-teacher loss,
+image with the default teacher set (``noisy`` is the input itself): ``student_multi`` (default: the paper's multi-teacher loss,
 student of the teacher's size, warm start), ``student_mean`` (mean-teacher target) and
 ``student_tiny`` when the teacher is larger.  ``--speed`` adds a megapixels/s table of the
 teacher and each student size on a 1024x1024 image on this machine.  Rows are appended to a
@@ -24,11 +24,12 @@ from pathlib import Path
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--groups", nargs="+", default=["sidd", "nam", "fmd", "w2s"])
+    p.add_argument("--groups", nargs="*", default=["sidd", "nam", "fmd", "w2s"])
     p.add_argument("--limit", type=int, default=3, help="images per group")
     p.add_argument("--teacher-steps", type=int, default=400)
     p.add_argument("--distill-steps", type=int, default=400)
-    p.add_argument("--methods", nargs="+", default=["teacher", "student_multi", "student_mean"])
+    p.add_argument("--methods", nargs="+", default=["noisy", "teacher", "student_multi", "student_mean"],
+                   choices=["noisy", "teacher", "student_multi", "student_mean", "student_tiny"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/distill.csv"))
     p.add_argument("--speed", action="store_true", help="also measure inference speed (MP/s)")
@@ -95,6 +96,12 @@ def main(argv=None) -> int:
             if not todo:
                 continue
             noisy, gt = pair.load()
+            if "noisy" in todo:
+                C.append_result(args.out, {"group": group, "image": pair.name, "method": "noisy",
+                                           **C.score(gt, noisy), "seconds": 0.0, "info": {}})
+                todo.remove("noisy")
+            if not todo:
+                continue
             t0 = time.perf_counter()
             teacher = bsd.train(noisy, steps=args.teacher_steps, seed=0)
             t_teacher = time.perf_counter() - t0
