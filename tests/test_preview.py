@@ -76,3 +76,14 @@ def test_preview_of_a_student_runs_it_once(model):
         assert p.render(0) is not first and np.array_equal(p.render(0), first)  # the cached output, re-read
     with pytest.raises(InputError, match="student"):
         p.render(3)
+
+
+def test_preview_of_a_dbsn_model_takes_0_or_1():
+    rng = np.random.default_rng(5)
+    img = rng.normal(100, 10, (96, 96)).astype(np.float32)
+    dbsn = bsd.train(img, method="dbsn", steps=2, network="tiny")
+    p = Preview(dbsn, img, region=(10, 70, 20, 90))
+    for s in (0, 1):
+        np.testing.assert_allclose(p.render(s), bsd.denoise(img, dbsn, blind_spot=s)[10:70, 20:90], atol=1e-4)
+    with pytest.raises(InputError, match="D-BSN"):
+        p.render(3)

@@ -256,6 +256,30 @@ def test_preview_updates_when_the_slider_moves(make_napari_viewer, qtbot, gray_m
     assert 0 < w.preview_seconds < 5
 
 
+def test_dbsn_model_offers_blind_spots_0_and_1_only(make_napari_viewer, qtbot, gray_model):
+    viewer = make_napari_viewer()
+    data = _noisy((64, 64))
+    viewer.add_image(data, name="img")
+    dbsn = bsd.train(data, method="dbsn", steps=2, network="tiny")
+    SESSION.add("tunable", gray_model)
+    SESSION.add("dbsn", dbsn)
+    w = _dock(viewer, "Denoise")
+    assert w.model() is dbsn
+    assert w.slider.maximum() == 1 and w.blind_spot() == 0 and "D-BSN" in w.blind_spot_note.text()
+    w.slider.setValue(5)  # clamped by Qt to the maximum
+    assert w.blind_spot() == 1
+    w.preview_check.setChecked(True)
+    qtbot.waitUntil(lambda: "img_preview" in viewer.layers and not w.preview_busy, timeout=20_000)
+    prev = viewer.layers["img_preview"]
+    y0, y1, x0, x1 = prev.metadata["napari_bsdenoise"]["region"]
+    np.testing.assert_allclose(prev.data, bsd.denoise(data, dbsn, blind_spot=1)[y0:y1, x0:x1], atol=1e-4)
+    w.slider.setValue(0)
+    np.testing.assert_allclose(prev.data, bsd.denoise(data, dbsn)[y0:y1, x0:x1], atol=1e-4)
+    w.preview_check.setChecked(False)
+    w.model_combo.setCurrentText("tunable")  # an AT-BSN: every blind spot again
+    assert w.slider.maximum() == len(BLIND_SPOTS) - 1 and w.blind_spot_note.isHidden()
+
+
 def test_preview_of_the_current_slice_and_view(make_napari_viewer, qtbot, gray_model):
     viewer = make_napari_viewer()
     stack = _noisy((3, 256, 256))

@@ -148,6 +148,8 @@ class Preview:
         s = check_blind_spot(blind_spot)
         if self._output is not None and s != 0:
             raise InputError(f"blind_spot={s} does not apply: this model is a non-blind distilled student")
+        if self.model.method == "dbsn" and s > 1:
+            raise InputError(f"blind_spot={s} does not apply: a D-BSN model takes 0 (fused) or 1 (its mean)")
         t0 = time.perf_counter()
         y0, y1, x0, x1 = self.region
         cy0, _, cx0, _ = self.crop

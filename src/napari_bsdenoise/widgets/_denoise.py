@@ -216,6 +216,17 @@ class DenoiseWidget(QWidget):
     def set_blind_spot(self, s: int) -> None:
         self.slider.setValue(BLIND_SPOTS.index(int(s)))
 
+    @staticmethod
+    def allowed_blind_spots(model) -> tuple[int, ...]:
+        """Blind spots ``model`` can be applied at: a student only 0; D-BSN 0 (fused) or 1 (its mean)."""
+        if model is None:
+            return BLIND_SPOTS
+        if model.is_student:
+            return (0,)
+        if model.method == "dbsn":
+            return (0, 1)
+        return BLIND_SPOTS
+
     def axes(self) -> str:
         return axes_from(self.axes_edit)
 
@@ -230,14 +241,20 @@ class DenoiseWidget(QWidget):
 
     def _on_model_changed(self, *_) -> None:
         model = self.model()
+        allowed = self.allowed_blind_spots(model)
+        # the slider's indices follow BLIND_SPOTS, so limiting its maximum limits the blind spot
+        self.slider.setMaximum(len(allowed) - 1)
         if model is not None:
-            self.set_blind_spot(min(BLIND_SPOTS, key=lambda b: abs(b - model.inference_blind_spot)))
+            self.set_blind_spot(min(allowed, key=lambda b: abs(b - model.inference_blind_spot)))
         # a distilled student is non-blind: blind spot 0 is its only setting
         student = model is not None and model.is_student
+        dbsn = model is not None and model.method == "dbsn"
         self.slider.setEnabled(not student)
-        self.blind_spot_note.setVisible(student)
-        self.blind_spot_note.setText("Distilled student: non-blind, blind spot fixed at 0 (use its teacher to "
-                                     "tune a blind spot)." if student else "")
+        self.blind_spot_note.setVisible(student or dbsn)
+        self.blind_spot_note.setText(
+            "Distilled student: non-blind, blind spot fixed at 0 (use its teacher to tune a blind spot)." if student
+            else "D-BSN: 0 = its prediction fused with the noisy pixel (posterior mean), 1 = the blind-spot "
+            "prediction alone." if dbsn else "")
         self._preview_key = None
         self._schedule_preview()
 
