@@ -33,15 +33,16 @@ def test_every_sample_has_a_command(manifest):
 def test_widgets_and_filter_menu(manifest):
     widgets = {w.display_name: w.command for w in manifest.contributions.widgets}
     assert widgets == {"Train": "napari-bsdenoise.train_widget", "Denoise": "napari-bsdenoise.denoise_widget",
-                       "Distill": "napari-bsdenoise.distill_widget"}
+                       "Distill": "napari-bsdenoise.distill_widget", "Refine": "napari-bsdenoise.refine_widget"}
     menu = [item.command for item in manifest.contributions.menus["napari/layers/filter"]]
     assert set(menu) == set(widgets.values()) and len(menu) == len(widgets)
-    from napari_bsdenoise.widgets import DenoiseWidget, DistillWidget, TrainWidget
+    from napari_bsdenoise.widgets import DenoiseWidget, DistillWidget, RefineWidget, TrainWidget
 
     commands = {c.id: c.python_name for c in manifest.contributions.commands}
     assert commands["napari-bsdenoise.train_widget"].endswith(":TrainWidget") and TrainWidget
     assert commands["napari-bsdenoise.denoise_widget"].endswith(":DenoiseWidget") and DenoiseWidget
     assert commands["napari-bsdenoise.distill_widget"].endswith(":DistillWidget") and DistillWidget
+    assert commands["napari-bsdenoise.refine_widget"].endswith(":RefineWidget") and RefineWidget
 
 
 def test_core_never_imports_napari_or_qt():

@@ -1,6 +1,7 @@
 """The napari widgets in a real (hidden) napari viewer: docking, the layer picker, training,
 Stop/Continue, the live blind-spot preview, denoising 2-D/RGB/3-D/dask layers, distilling a
-teacher into a student and denoising with it, errors.
+teacher into a student and denoising with it, BSGD refinement (training the diffusion branches,
+refining, Cancel), errors.
 
 Runs headless: Qt's ``offscreen`` platform with an X server for OpenGL (``Xvfb`` is started
 when there is no ``DISPLAY``; scripts/setup.sh testing installs it).  Models are tiny.
@@ -19,7 +20,7 @@ ensure_display()
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import napari_bsdenoise as bsd  # noqa: E402
-from napari_bsdenoise.widgets import SESSION, DenoiseWidget, DistillWidget, TrainWidget  # noqa: E402
+from napari_bsdenoise.widgets import SESSION, DenoiseWidget, DistillWidget, RefineWidget, TrainWidget  # noqa: E402
 from napari_bsdenoise.widgets._denoise import BLIND_SPOTS  # noqa: E402
 from napari_bsdenoise.widgets._layers import camera, detect_axes  # noqa: E402
 
@@ -506,3 +507,101 @@ def test_distill_errors_give_notifications(make_napari_viewer, qtbot, teacher, r
     assert any("too small" in m for m in _records()[n:])
     assert not w.busy and w.model is None and w.distiller is None
     assert SESSION.names() == ["s", "rgb", "teacher"] and gray.data.shape == (64, 64)
+
+
+# -- BSGD refinement (experimental) -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def small_guide():
+    return bsd.train(_noisy((48, 48)), steps=2, network="tiny", blind_spot=1)
+
+
+@pytest.fixture(scope="module")
+def small_bsgd(small_guide):
+    return bsd.train(_noisy((48, 48)), method="bsgd", guide=small_guide, steps=2, network="tiny")
+
+
+def test_refine_trains_the_branches_then_refines_the_layer(make_napari_viewer, qtbot, small_guide):
+    viewer = make_napari_viewer()
+    data = _noisy((48, 48))
+    before = data.copy()
+    layer = viewer.add_image(data, name="cells", scale=(0.5, 0.25), translate=(3.0, -2.0), units=("um", "um"),
+                             contrast_limits=(20, 220))
+    SESSION.add("g", small_guide)
+    w = _dock(viewer, "Refine")
+    assert isinstance(w, RefineWidget)
+    assert "Experimental" in w.experimental_label.text() and "not yet beat its guide" in w.experimental_label.text()
+    assert w.guide() is small_guide and w.bsgd_model() is None and w.picker.layer() is layer
+    assert w.axes_edit.text() == "YX" and w.refine_button.isEnabled()
+    w.network_combo.setCurrentText("tiny")
+    w.budget_kind.setCurrentText("steps")
+    w.steps_spin.setValue(3)
+    w.train_button.click()
+    assert w.training and w.stop_button.isEnabled() and not w.train_button.isEnabled()
+    assert not w.refine_button.isEnabled()
+    qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+    diff = w.bsgd_model()
+    assert diff is not None and diff.method == "bsgd" and diff is w.trainer.model and w.trainer.step == 3
+    assert diff.config.training["bsgd"]["guide"]["method"] == small_guide.method
+    assert SESSION.names() == ["g", "g bsgd"] and w.model_combo.currentText() == "g bsgd"
+    assert [w.guide_combo.itemText(i) for i in range(w.guide_combo.count())] == ["g"]  # BSGD is no guide
+    assert w.train_progress.value() == 1000 and "Done: 3 steps" in w.train_status.text()
+    assert len(w.loss_plot.train) >= 2
+
+    w.steps_box.setValue(2)
+    w.rounds_box.setValue(1)
+    w.guidance_box.setValue(0.5)
+    w.seed_box.setValue(3)
+    w.refine_button.click()
+    assert w.refining and w.cancel_button.isEnabled() and not w.train_button.isEnabled()
+    qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+    out = viewer.layers["cells_refined"]
+    want = bsd.refine(data, diff, guide=small_guide, sampling_steps=2, rounds=1, guidance=0.5, seed=3)
+    np.testing.assert_allclose(out.data, want, atol=1e-4)
+    assert not np.allclose(out.data, bsd.refine(data, diff, guide=small_guide, sampling_steps=2, rounds=1,
+                                                guidance=0.5, seed=4), atol=1e-3)  # the seed is passed on
+    np.testing.assert_allclose(out.scale, layer.scale)
+    np.testing.assert_allclose(out.translate, layer.translate)
+    assert tuple(out.units) == tuple(layer.units) and tuple(out.axis_labels) == tuple(layer.axis_labels)
+    np.testing.assert_allclose(out.contrast_limits, (20, 220))
+    meta = out.metadata["napari_bsdenoise"]
+    assert meta["method"] == "bsgd" and meta["experimental"] and meta["model"] == "g bsgd" and meta["guide"] == "g"
+    assert (meta["sampling_steps"], meta["rounds"], meta["guidance"], meta["seed"]) == (2, 1, 0.5, 3)
+    assert meta["t_start"] == 0.3 and meta["replace"] == 0.16 and meta["source_layer"] == "cells"
+    assert w.progress.value() == 1000 and "Added 'cells_refined'" in w.status.text()
+    np.testing.assert_array_equal(layer.data, before)  # the input is never modified
+
+
+def test_refine_cancel_and_errors_give_notifications(make_napari_viewer, qtbot, small_guide, small_bsgd,
+                                                     tmp_path):
+    viewer = make_napari_viewer()
+    data = _noisy((48, 48))
+    layer = viewer.add_image(data, name="img")
+    w = _dock(viewer, "Refine")
+    n = len(_records())
+    w.refine_button.click()
+    assert any("no BSGD model" in m for m in _records()[n:])
+    w.train_button.click()
+    assert any("no guide" in m for m in _records()[n:])
+    # a blind-spot model is refused as a BSGD model; a BSGD model file is loaded and selected
+    assert w.load_model(str(small_guide.save(tmp_path / "guide.safetensors"))) is None
+    assert any("not a BSGD model" in m for m in _records()[n:])
+    assert w.load_model(str(small_bsgd.save(tmp_path / "diff.safetensors"))) is not None
+    assert w.model_combo.currentText() == "diff" and w.guide() is None
+    # a bad input: NaNs
+    bad = data.copy()
+    bad[3, 4] = np.nan
+    w.picker.set_layer(viewer.add_image(bad, name="bad"))
+    w.refine_button.click()
+    assert any("NaN" in m for m in _records()[n:]) and not w.busy and "bad_refined" not in viewer.layers
+    # Cancel: a long refinement (64 steps x 16 rounds), cancelled at once, adds no layer
+    SESSION.add("g", small_guide)
+    w.picker.set_layer(layer)
+    w.steps_box.setValue(64)
+    w.rounds_box.setValue(16)
+    w.refine_button.click()
+    assert w.refining
+    w.cancel_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=20_000)
+    assert "img_refined" not in viewer.layers
+    assert "Cancelled" in w.status.text() and any("cancelled" in m for m in _records()[n:])
+    np.testing.assert_array_equal(layer.data, data)

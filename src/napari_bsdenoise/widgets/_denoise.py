@@ -26,7 +26,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QSlider,
     QVBoxLayout,
@@ -34,7 +33,6 @@ from qtpy.QtWidgets import (
 )
 
 from .. import api
-from .._version import __version__
 from ..errors import InputError
 from ._layers import (
     LayerPicker,
@@ -45,13 +43,15 @@ from ._layers import (
     check_layer,
     detect_axes,
     layer_data,
-    load_model_file,
+    load_into_session,
+    model_metadata,
     output_layer_kwargs,
     put_layer,
     refill_combo,
     report,
     start_worker,
 )
+from ._run import job_rows, relay_events
 from ._session import SESSION
 
 if TYPE_CHECKING:
@@ -61,21 +61,6 @@ if TYPE_CHECKING:
 BLIND_SPOTS = (0, 1, 3, 5, 7, 9, 11, 13, 15)
 #: The preview covers at most this many pixels per side of the visible area (centred).
 MAX_VIEW = 1024
-
-
-def _run_events(gen, cancel: threading.Event):
-    """Worker body: relay ``gen``'s progress events and return its value; ``cancel`` closes it."""
-    try:
-        while True:
-            try:
-                event = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            yield event
-            if cancel.is_set():
-                raise InterruptedError("denoising was cancelled")
-    finally:
-        gen.close()
 
 
 class DenoiseWidget(QWidget):
@@ -182,12 +167,7 @@ class DenoiseWidget(QWidget):
         row.addWidget(self.denoise_button, 1)
         row.addWidget(self.cancel_button)
         col.addLayout(row)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1000)
-        col.addWidget(self.progress)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        col.addWidget(self.status)
+        self.progress, self.status = job_rows(col)
         root.addWidget(box)
         root.addStretch(1)
         self._on_slider(self.slider.value())
@@ -275,13 +255,7 @@ class DenoiseWidget(QWidget):
 
     def load_model(self, path: str | None = None):
         """Read a ``.safetensors`` model into the session and select it."""
-        loaded = load_model_file(self, path)
-        if loaded is None:
-            return None
-        model, path = loaded
-        name = SESSION.add(Path(path).stem, model)
-        self.model_combo.setCurrentText(name)
-        return model
+        return load_into_session(self, self.model_combo, path)
 
     # -- preview -----------------------------------------------------------------------------
     def _on_preview_toggled(self, on: bool) -> None:
@@ -443,10 +417,8 @@ class DenoiseWidget(QWidget):
             api._inference_layout(data, model, axes, s)  # axes, channels, size: fail here, at once
             if not lazy:
                 api.check_image(data, name=f"layer {layer.name!r}")
-            meta = {"model": self.model_combo.currentText(), "model_config": model.config.to_dict(),
-                    "blind_spot": s, "axes": axes, "source_layer": layer.name, "output_file": out,
-                    "version": __version__}
-            meta["model_config"].get("training", {}).pop("history", None)
+            meta = {**model_metadata(self.model_combo.currentText(), model),
+                    "blind_spot": s, "axes": axes, "source_layer": layer.name, "output_file": out}
             kwargs = output_layer_kwargs(layer, f"{layer.name}_denoised", meta)
             if lazy and out is None:  # a lazy dask array: nothing is computed until napari shows it
                 result = api.denoise(data, model, axes=axes, blind_spot=s)
@@ -486,7 +458,7 @@ class DenoiseWidget(QWidget):
             self._worker = None
             self._update_buttons()
 
-        self._worker = start_worker(self, _run_events, gen, self._cancel, yielded=yielded, returned=returned,
+        self._worker = start_worker(self, relay_events, gen, self._cancel, yielded=yielded, returned=returned,
                                     errored=errored, finished=finished)
         self._update_buttons()
 

@@ -34,7 +34,7 @@ from ._layers import (
     check_layer,
     detect_axes,
     layer_data,
-    load_model_file,
+    load_into_session,
     refill_combo,
     report,
     save_model_file,
@@ -209,19 +209,13 @@ class DistillWidget(QWidget):
     def load_teacher(self, path: str | None = None):
         """Read a blind-spot model from a ``.safetensors`` file into the session and select it as
         the teacher (a distilled student is refused with a notification)."""
-        from pathlib import Path
+        def refuse(model, name):
+            if model.is_student:
+                return f"{name} is a distilled student: a teacher must be a blind-spot model (train one in the " \
+                       "Train widget)"
+            return None
 
-        loaded = load_model_file(self, path)
-        if loaded is None:
-            return None
-        model, path = loaded
-        if model.is_student:
-            report(InputError(f"{Path(path).name} is a distilled student: a teacher must be a blind-spot model "
-                              "(train one in the Train widget)"), "loading the teacher")
-            return None
-        name = SESSION.add(Path(path).stem, model)
-        self.teacher_combo.setCurrentText(name)
-        return model
+        return load_into_session(self, self.teacher_combo, path, refuse)
 
     # -- distillation ------------------------------------------------------------------------
     def distill_kwargs(self) -> dict:

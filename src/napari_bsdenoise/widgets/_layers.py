@@ -102,6 +102,16 @@ def output_layer_kwargs(layer, name: str, metadata: dict) -> dict:
     return kw
 
 
+def model_metadata(name: str, model) -> dict:
+    """Output-layer metadata naming ``model``: its session name, full config (without the loss
+    history) and the plugin version."""
+    from .._version import __version__
+
+    config = model.config.to_dict()
+    config.get("training", {}).pop("history", None)
+    return {"model": name, "model_config": config, "version": __version__}
+
+
 def put_layer(viewer, data, kwargs: dict):
     """Add an image layer, or replace the data and metadata of the existing layer of that name."""
     name = kwargs["name"]
@@ -167,6 +177,26 @@ def save_model_file(parent, model, default_name: str, path: str | None = None):
 
     show_info(f"model saved to {written}")
     return written
+
+
+def load_into_session(parent, combo, path: str | None = None, refuse=None):
+    """Read a model (asked with a file dialog when ``path`` is None) into the session under the file's
+    name and select it in ``combo``; ``refuse(model, file_name)`` may return why the model does not
+    fit (shown as a notification; nothing is added).  The model, or None."""
+    from pathlib import Path
+
+    from ._session import SESSION
+
+    loaded = load_model_file(parent, path)
+    if loaded is None:
+        return None
+    model, path = loaded
+    why = refuse(model, Path(path).name) if refuse is not None else None
+    if why:
+        report(InputError(why), "loading the model")
+        return None
+    combo.setCurrentText(SESSION.add(Path(path).stem, model))
+    return model
 
 
 def alive(widget) -> bool:

@@ -1,5 +1,6 @@
-"""What the Train and Distill widgets share: the budget row, the worker body that drives a
-trainer's progress events, the device text and the progress/status/loss-plot update."""
+"""What the widgets share: the budget row, the worker bodies that drive a trainer's progress events
+(Train, Distill, Refine) or relay a cancellable job's events (Denoise, Refine), the device text and
+the progress/status/loss-plot update."""
 
 from __future__ import annotations
 
@@ -28,6 +29,22 @@ def trainer_events(make_trainer, budget: dict, stop: threading.Event):
         if stop.is_set():
             break
     return trainer
+
+
+def relay_events(gen, cancel: threading.Event):
+    """Worker body: relay ``gen``'s progress events and return its value; ``cancel`` (checked after
+    every event) closes it, which cancels a :func:`napari_bsdenoise.jobs.iter_events` job."""
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield event
+            if cancel.is_set():
+                raise InterruptedError("cancelled")
+    finally:
+        gen.close()
 
 
 def device_text() -> str:
@@ -93,18 +110,26 @@ class BudgetRow(QWidget):
         return {"seconds": 60.0 * self.minutes.value()}
 
 
-def progress_rows(layout):
-    """Add a progress bar (0-1000), a status label, a :class:`LossPlot` and the device in use to
-    ``layout``; returns the four widgets."""
+def job_rows(layout):
+    """Add a progress bar (0-1000) and a status label to ``layout``; returns both."""
     progress = QProgressBar()
     progress.setRange(0, 1000)
     progress.setFormat("%p%")
     status = QLabel("")
     status.setWordWrap(True)
+    layout.addWidget(progress)
+    layout.addWidget(status)
+    return progress, status
+
+
+def progress_rows(layout):
+    """Add a progress bar (0-1000), a status label, a :class:`LossPlot` and the device in use to
+    ``layout``; returns the four widgets."""
+    progress, status = job_rows(layout)
     loss_plot = LossPlot()
     device = QLabel(f"Device: {device_text()}")
-    for w in (progress, status, loss_plot, device):
-        layout.addWidget(w)
+    layout.addWidget(loss_plot)
+    layout.addWidget(device)
     return progress, status, loss_plot, device
 
 
