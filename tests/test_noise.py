@@ -111,6 +111,18 @@ def test_box_blurred_noise_is_correlated():
     assert "correlated" in res.summary()
 
 
+def test_mild_correlated_noise_gets_small_blind_spots():
+    """Weak correlated noise on a detailed image (DSLR-like): 3 / 1 keep detail; strong noise keeps 5+."""
+    mild = estimate_noise_correlation(_camera() + 3.0 * _blurred_noise((512, 512), 3))
+    assert mild.correlation_length >= 2 and mild.noise_fraction < 0.12 and mild.mild
+    assert (mild.train_blind_spot, mild.inference_blind_spot) == (3, 1)
+    assert "mild" in mild.summary()
+    strong = estimate_noise_correlation(_camera() + 30.0 * _blurred_noise((512, 512), 3))
+    assert not strong.mild and strong.train_blind_spot >= 5 and "mild" not in strong.summary()
+    white = estimate_noise_correlation(_camera() + 3.0 * np.random.default_rng(0).normal(size=(512, 512)))
+    assert not white.mild and white.train_blind_spot == 1  # pixel-independent noise is never "mild"
+
+
 def test_gaussian_blurred_noise_is_correlated():
     rng = np.random.default_rng(5)
     noise = ndi.gaussian_filter(rng.normal(0.0, 1.0, (300, 300)), 1.0)[22:278, 22:278]
