@@ -4,10 +4,11 @@
 
 Opens the 2-D microscopy sample, docks the Train widget and trains the ``tiny`` network, then
 docks the Denoise widget with the live preview of a zoomed-in view, and denoises the layer, then
-docks the Distill widget and distils the trained model into a tiny student.
+docks the Distill widget and distils the trained model into a tiny student, then docks the
+Refine widget, trains the BSGD diffusion branches next to the trained model and refines the layer.
 Needs an X server for napari's OpenGL canvas: an Xvfb server is started when there is no
 DISPLAY (scripts/setup.sh testing installs it).  Writes train_widget.png, denoise_widget.png,
-denoise_result_widget.png and distill_widget.png.
+denoise_result_widget.png, distill_widget.png and refine_widget.png.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--distill-steps", type=int, default=100)
+    ap.add_argument("--bsgd-steps", type=int, default=60)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -106,13 +108,27 @@ def main(argv=None) -> None:
     viewer.window.remove_dock_widget(denoise_dock)
     viewer.layers.remove(f"{layer.name}_denoised")
     layer.visible = True
-    _, distill = viewer.window.add_plugin_dock_widget("napari-bsdenoise", "Distill")
+    distill_dock, distill = viewer.window.add_plugin_dock_widget("napari-bsdenoise", "Distill")
     distill.picker.set_layer(layer)
     distill.student_combo.setCurrentText("tiny")
     distill.steps_spin.setValue(args.distill_steps)
     distill.distill_button.click()
     wait(app, lambda: not distill.busy)
     shot(viewer, app, args.out / "distill_widget.png")
+
+    viewer.window.remove_dock_widget(distill_dock)
+    _, refine = viewer.window.add_plugin_dock_widget("napari-bsdenoise", "Refine")
+    refine.picker.set_layer(layer)
+    refine.guide_combo.setCurrentIndex(0)  # the Train widget's model
+    refine.steps_spin.setValue(args.bsgd_steps)
+    refine.train_button.click()
+    wait(app, lambda: not refine.busy)
+    refine.steps_box.setValue(2)  # the best measured variant (docs/bsgd.md), and quick
+    refine.rounds_box.setValue(1)
+    refine.refine_button.click()
+    wait(app, lambda: not refine.busy)
+    layer.visible = False
+    shot(viewer, app, args.out / "refine_widget.png")
     viewer.close()
 
 
