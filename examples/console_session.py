@@ -77,6 +77,13 @@ def main(argv=None) -> None:
         print(f"continued for {more.config.training['steps']} steps: "
               f"PSNR {psnr(clean, np.clip(bsd.denoise(noisy, more), 0, 255)):.2f} dB")
 
+    # 7. Distil the tunable blind-spot model into a fast non-blind student (docs/distillation.md):
+    #    the teacher, run at several blind spots, teaches a plain UNet on the same noisy image.
+    student = bsd.distill(noisy, model, axes="YXC", steps=args.steps, seed=0)
+    teachers = student.config.training["distillation"]["teacher_blind_spots"]
+    print(f"student distilled from teachers at blind spots {teachers}: "
+          f"PSNR {psnr(clean, np.clip(bsd.denoise(noisy, student), 0, 255)):.2f} dB")
+
 
 if __name__ == "__main__":
     main()
