@@ -15,14 +15,13 @@ from .cli import (
     _check_input_file,
     _check_output,
     _check_png,
+    _compute_and_write,
     _int_arg,
     _note,
     _output_format,
     _positive_float,
     _positive_int,
-    convert_dtype,
     read_image,
-    write_image,
 )
 
 
@@ -56,18 +55,12 @@ def cmd_refine(args) -> int:
         "t_start": args.t_start, "replace": args.replace, "blind_spot": args.blind_spot, "seed": args.seed,
     }.items() if v is not None}
     bar = Progress("refine", enabled=not args.quiet)
-    try:
-        result = refine(img.data, model, guide=guide, axes=img.axes, device=args.device,
-                        tile_size=args.tile_size, callback=lambda e: bar.update(e.fraction, e.message), **kwargs)
-    except KeyboardInterrupt:
-        bar.close()
-        _note("interrupted: nothing was written")
+    result = _compute_and_write(
+        lambda: refine(img.data, model, guide=guide, axes=img.axes, device=args.device, tile_size=args.tile_size,
+                       callback=lambda e: bar.update(e.fraction, e.message), **kwargs),
+        bar, img, out, dtype)
+    if result is None:
         return EXIT_INTERRUPTED
-    finally:
-        bar.close()
-    if dtype == "input":
-        result = convert_dtype(result, img.data.dtype)
-    write_image(out, result, img, img.axes)
     start = f"the result of {Path(args.guide).name}" if guide is not None else "the noisy image"
     print(f"wrote {out} ({result.dtype}, shape {result.shape}, axes {img.axes}; refined from {start})")
     return 0

@@ -463,6 +463,23 @@ def cmd_distill(args) -> int:
     return 0
 
 
+def _compute_and_write(compute, bar: Progress, img, out: Path, dtype: str):
+    """Run ``compute()`` under ``bar``, convert to ``dtype`` and write ``out``; None after Ctrl-C
+    (nothing is written)."""
+    try:
+        result = compute()
+    except KeyboardInterrupt:
+        bar.close()  # before the note
+        _note("interrupted: nothing was written")
+        return None
+    finally:
+        bar.close()
+    if dtype == "input":
+        result = convert_dtype(result, img.data.dtype)
+    write_image(out, result, img, img.axes)
+    return result
+
+
 def cmd_denoise(args) -> int:
     from .api import denoise, load_model
 
@@ -482,19 +499,13 @@ def cmd_denoise(args) -> int:
     if fmt == "png":  # fail before the work, not after it
         _check_png(out, img.data.dtype if dtype == "input" else np.float32, img.axes, img.data.shape)
     bar = Progress("denoise", enabled=not args.quiet)
-    try:
-        result = denoise(img.data, model, axes=img.axes, blind_spot=args.blind_spot, device=args.device,
-                         precision=args.precision, tile_size=args.tile_size, renormalize=args.renormalize,
-                         callback=lambda e: bar.update(e.fraction, f"tile {e.step}/{e.total}"))
-    except KeyboardInterrupt:
-        bar.close()  # before the note
-        _note("interrupted: nothing was written")
+    result = _compute_and_write(
+        lambda: denoise(img.data, model, axes=img.axes, blind_spot=args.blind_spot, device=args.device,
+                        precision=args.precision, tile_size=args.tile_size, renormalize=args.renormalize,
+                        callback=lambda e: bar.update(e.fraction, f"tile {e.step}/{e.total}")),
+        bar, img, out, dtype)
+    if result is None:
         return EXIT_INTERRUPTED
-    finally:
-        bar.close()
-    if dtype == "input":
-        result = convert_dtype(result, img.data.dtype)
-    write_image(out, result, img, img.axes)
     s = model.inference_blind_spot if args.blind_spot is None else args.blind_spot
     print(f"wrote {out} ({result.dtype}, shape {result.shape}, axes {img.axes}, blind spot {s})")
     return 0
