@@ -28,6 +28,15 @@ def test_blind_spot_probe(s, where):
     assert seen.numel() > 0 and bool((seen > 0).all())
 
 
+@pytest.mark.parametrize("depth", [1, 2])
+def test_shallow_networks_are_blind(depth):
+    # depth 1 once built a last decoder block with the wrong number of input channels
+    torch.manual_seed(0)
+    net = ATBSN(1, 1, width=4, depth=depth).double()
+    g, cheb = _influence(net, 3, 24, 28, 12, 14)
+    assert g[cheb <= 1].max() == 0 and g[(cheb >= 3) & (cheb <= 5)].min() > 0
+
+
 def test_blind_spot_zero_is_not_blind():
     net = ATBSN(1, 1, width=8, depth=3).double()
     g, cheb = _influence(net, 0, 32, 32, 16, 16)

@@ -74,12 +74,9 @@ class ShiftUNet(nn.Module):
         self.bottom = nn.Sequential(conv(w, w), act())
         dec = []
         for level in range(depth):
-            if level == 0:  # deepest decoder block: upsampled bottleneck + pooled skip
-                cin = w + w
-            elif level < depth - 1:
-                cin = w2 + w
-            else:  # last block: raw input skip
-                cin = w2 + in_channels
+            up = w if level == 0 else w2  # the deepest block upsamples the bottleneck
+            skip = in_channels if level == depth - 1 else w  # the last block sees the raw input
+            cin = up + skip
             dec.append(nn.Sequential(conv(cin, w2), act(), conv(w2, w2), act()))
         self.dec = nn.ModuleList(dec)
         self.out_channels = w2
