@@ -161,6 +161,9 @@ class Source:
     unit: str | None = None
     path: str | None = None
     in_memory: bool = False  # a numpy array
+    # the array behind ``array`` when it can be sliced directly (numpy, zarr.Array, TiffArray):
+    # chunks are then read without a dask graph (see :class:`_Direct`)
+    backing: object = None
 
 
 def _is_zarr_path(path: Path) -> bool:
@@ -203,7 +206,7 @@ def _zarr_source(z, path=None) -> Source:
     px = own.get("pixel_size") or px
     unit = own.get("unit") or unit
     arr = da.from_zarr(z)
-    return Source(arr, axes, px, unit, None if path is None else str(path))
+    return Source(arr, axes, px, unit, None if path is None else str(path), backing=z)
 
 
 def _tiff_source(path: Path) -> Source:
@@ -240,7 +243,7 @@ def _tiff_source(path: Path) -> Source:
     arr = TiffArray(str(path))
     return Source(da.from_array(arr, chunks=arr.chunks, asarray=False, lock=False, meta=np.empty((0,) * arr.ndim,
                                                                                              arr.dtype)),
-                  axes, px, unit, str(path))
+                  axes, px, unit, str(path), backing=arr)
 
 
 class TiffArray:
@@ -299,7 +302,7 @@ def open_input(image) -> Source:
     except ImportError:  # pragma: no cover
         pass
     arr = np.asarray(image)
-    return Source(da.from_array(arr, chunks=arr.shape), in_memory=True)
+    return Source(da.from_array(arr, chunks=arr.shape), in_memory=True, backing=arr)
 
 
 def is_lazy_input(image) -> bool:
@@ -458,6 +461,50 @@ class LazyJob:
     ref: ModelRef
     key: str
     out_dtype: np.dtype
+    direct: _Direct | None = None  # chunk by chunk without the dask graph, when the source allows
+
+
+@dataclass
+class _Direct:
+    """Computes one chunk of a job straight from the source's backing array (numpy, zarr, TIFF).
+
+    Writing a store block by block through the dask graph costs a graph optimisation per block that
+    grows with the number of chunks (measured: 46 ms per chunk for a 4096-chunk stack, 10x more than
+    for 512 chunks), i.e. quadratic in the stack size.  This reads each chunk's window (chunk plus
+    halo) with one slice of the backing array and runs the same :func:`_block_denoise`, so the cost
+    per chunk is constant; the result is identical to the graph's.  Small and picklable (a zarr
+    array or a TiffArray pickles as its path) for dask.distributed workers.
+    """
+
+    backing: object
+    axes: str  # the input's axes
+    order: str  # internal order (lead.., C, Y, X)
+    chunks: tuple  # internal chunks
+    plan: Plan
+    ref: ModelRef
+    out_dtype: np.dtype
+
+    def __call__(self, index):
+        """The result block at ``index`` (a block index of ``LazyJob.result``, input axes)."""
+        axes, order, plan = self.axes, self.order, self.plan
+        where = dict(zip(axes, index))
+        where.setdefault("C", 0)
+        internal = tuple(where[a] for a in order)
+        out = list(_block_slices(self.chunks, internal))
+        win = list(out)
+        for k, d in ((-2, plan.depth_y), (-1, plan.depth_x)):
+            win[k] = slice(max(0, out[k].start - d), min(sum(self.chunks[k]), out[k].stop + d))
+        raw = np.asarray(self.backing[tuple(win[order.index(a)] for a in axes)])
+        full = axes if "C" in axes else axes + "C"
+        if "C" not in axes:
+            raw = raw[..., None]
+        block = raw.transpose([full.index(a) for a in order])
+        info = {None: {"array-location": [(s.start, s.stop) for s in out], "chunk-location": internal}}
+        y = _block_denoise(block, ref=self.ref, plan=plan, block_info=info)
+        y = y.transpose([order.index(a) for a in full])
+        if "C" not in axes:
+            y = y[..., 0]
+        return y if self.out_dtype == np.float32 else _convert(y, self.out_dtype)
 
 
 def build(image, model, *, axes=None, blind_spot=None, device=None, precision="auto", tile_size=None,
@@ -528,7 +575,10 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
         y = y[..., 0]
     if out_dtype != np.float32:
         y = y.map_blocks(_convert, out_dtype, dtype=out_dtype)
-    return LazyJob(y, plan, src, layout, ref, ref.key, out_dtype)
+    direct = None
+    if src.backing is not None and not (client is not None and src.in_memory):  # never ship a numpy per task
+        direct = _Direct(src.backing, layout.axes, order, xin.chunks, plan, ref, out_dtype)
+    return LazyJob(y, plan, src, layout, ref, ref.key, out_dtype, direct)
 
 
 def denoise_lazy(image, model, **kwargs):
@@ -572,6 +622,11 @@ class _Runner:
             return self.client.compute(arr)
         return self.pool.submit(lambda: np.asarray(arr.compute(scheduler="sync")))
 
+    def submit_call(self, fn, *args):
+        if self.client is not None:
+            return self.client.submit(fn, *args, pure=False)
+        return self.pool.submit(fn, *args)
+
     @staticmethod
     def result(fut):
         return np.asarray(fut.result())
@@ -596,8 +651,8 @@ class _Runner:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_blocks(arr, indices, runner: _Runner, on_done, in_flight: int):
-    """Generator: compute ``arr.blocks[i]`` for ``i`` in ``indices`` with at most ``in_flight`` pending,
+def _run_blocks(job: LazyJob, indices, runner: _Runner, on_done, in_flight: int):
+    """Generator: compute the result blocks ``indices`` of ``job`` with at most ``in_flight`` pending,
     call ``on_done(i, data)`` and yield ``i`` as each finishes."""
     pending: dict = {}
     queue = deque(indices)
@@ -605,7 +660,9 @@ def _run_blocks(arr, indices, runner: _Runner, on_done, in_flight: int):
         while queue or pending:
             while queue and len(pending) < in_flight:
                 i = queue.popleft()
-                pending[runner.submit(arr.blocks[i])] = i
+                fut = (runner.submit_call(job.direct, i) if job.direct is not None
+                       else runner.submit(job.result.blocks[i]))
+                pending[fut] = i
             for fut in runner.wait_first(pending):
                 i = pending.pop(fut)
                 on_done(i, runner.result(fut))
@@ -800,7 +857,7 @@ def _write_zarr(job: LazyJob, path: Path, overwrite, scheduler, client, n_worker
 
     n_done, seen = total - len(todo), len(OOM_LOG)
     try:
-        for _i in _run_blocks(job.result, todo, runner, on_done, in_flight=2 * runner.n):
+        for _i in _run_blocks(job, todo, runner, on_done, in_flight=2 * runner.n):
             n_done += 1
             msg, seen = _oom_message(seen)
             yield _event("chunk", n_done, total, t0, msg)
