@@ -506,6 +506,29 @@ class _Direct:
             y = y[..., 0]
         return y if self.out_dtype == np.float32 else _convert(y, self.out_dtype)
 
+    def plane(self, chunks, fixed: dict, page: str):
+        """The result with the axes of ``fixed`` (``{axis: index}``) held, in ``page``'s axis order
+        (e.g. ``"YX"``, ``"YXC"``): one TIFF page, from the blocks that cover it.  ``chunks`` are
+        ``LazyJob.result.chunks``."""
+        import itertools
+
+        choices = []
+        for a, c in zip(self.axes, chunks):
+            starts = np.cumsum((0,) + tuple(c[:-1]))
+            if a in fixed:
+                b = int(np.searchsorted(starts, fixed[a], side="right") - 1)
+                choices.append([(b, int(fixed[a] - starts[b]))])
+            else:
+                choices.append([(b, None) for b in range(len(c))])
+        kept = "".join(a for a in self.axes if a not in fixed)
+        out = np.empty([sum(c) for a, c in zip(self.axes, chunks) if a not in fixed], dtype=self.out_dtype)
+        for combo in itertools.product(*choices):
+            index = tuple(b for b, _ in combo)
+            block = self(index)[tuple(slice(None) if off is None else off for _, off in combo)]
+            where = _block_slices(chunks, index)
+            out[tuple(sl for sl, (_, off) in zip(where, combo) if off is None)] = block
+        return out.transpose([kept.index(a) for a in page])
+
 
 def build(image, model, *, axes=None, blind_spot=None, device=None, precision="auto", tile_size=None,
           chunk_size=None, memory=None, renormalize=False, dtype="float32", client=None,
@@ -916,7 +939,12 @@ def _write_tiff(job: LazyJob, path: Path, overwrite, scheduler, client, n_worker
         while next_plane < total:
             while order and len(pending) < 2 * runner.n:
                 p = order.popleft()
-                pending[runner.submit(res[p] if p else res)] = p
+                if job.direct is not None:
+                    fixed = dict(zip(canon[: len(p)], p))
+                    fut = runner.submit_call(job.direct.plane, job.result.chunks, fixed, canon[len(p):])
+                else:
+                    fut = runner.submit(res[p] if p else res)
+                pending[fut] = p
             for fut in runner.wait_first(pending):
                 buffer[pending.pop(fut)] = runner.result(fut)
             while next_plane < total and planes[next_plane] in buffer:
