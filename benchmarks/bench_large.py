@@ -8,10 +8,14 @@ denoises it to another zarr store with ``napari_bsdenoise.denoise(..., out=...)`
   cropping, writing, scheduling): ``1 - sum(forward time) / (wall * workers)``.
 
 The network's weights are random (throughput does not depend on them); ``--network`` picks the
-architecture (``tiny`` is the smallest, ``small`` the default of ``train``).
+architecture: ``tiny`` (the CPU default of ``train``), ``small`` (the GPU default), or ``minimal``, a
+single centre-masked 3x3 convolution that costs almost nothing, so that an 8 GB run on two cores
+measures the streaming machinery itself (a real network would take hours).  ``--cold`` drops the OS
+page cache first (root) so runs of different sizes read from disk alike.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_large.py --size-gb 8 --network tiny --memory 600MB
-    OMP_NUM_THREADS=1 python benchmarks/bench_large.py --size-gb 0.05 --network small
+    OMP_NUM_THREADS=1 python benchmarks/bench_large.py --size-gb 1 --side 4096 --network minimal --tile 1024 --cold
+    OMP_NUM_THREADS=1 python benchmarks/bench_large.py --size-gb 8 --side 4096 --network minimal --tile 1024 --cold
+    OMP_NUM_THREADS=1 python benchmarks/bench_large.py --size-gb 0.016 --network tiny --memory 600MB --cold
 
 Results are appended to ``benchmarks/results/large.csv``.
 """
