@@ -51,7 +51,7 @@ fi
 
 # 3. The package itself (editable) and the extras; skipped when this exact setup is already in place.
 case "$what" in
-    testing) spec=(-e ".[testing]"); check="import napari_bsdenoise, pytest, pytestqt, PyQt5.QtCore, napari" ;;
+    testing) spec=(-e ".[testing]"); check="import napari_bsdenoise, pytest, pytestqt, PyQt5.QtCore, napari, matplotlib" ;;
     demo) spec=(-e . "matplotlib>=3.6"); check="import napari_bsdenoise, matplotlib" ;;
     *) spec=(-e .); check="import napari_bsdenoise" ;;
 esac
