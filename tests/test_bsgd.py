@@ -155,6 +155,36 @@ def test_train_bsgd_with_guide_save_load(tmp_path, noisy):
     assert stopped.config.training["steps"] < 50
 
 
+def test_continue_a_bsgd_model(noisy):
+    """``model=`` continues a BSGD model: it starts as the best (same held-out patches and diffusion noise,
+    so the same held-out loss), the loss falls or stays, and config and provenance are kept."""
+    from napari_bsdenoise.bsgd import make_bsgd_trainer
+
+    guide = bsd.train(noisy, steps=2, network="tiny", blind_spot=1)
+    first = bsd.train_bsgd(noisy, guide=guide, steps=4, network={"width": 4, "depth": 2}, patch_size=32, t_max=0.6)
+    before = first.config.training
+    trainer = make_bsgd_trainer(noisy, model=first, steps=6, patch_size=32)
+    events = iter(trainer)
+    next(events), next(events)  # "start", then the first step: the start model was validated before it
+    assert trainer.best_step == 0 and trainer.best_val_loss == pytest.approx(before["best_val_loss"], rel=1e-5)
+    for _ in events:
+        pass
+    more = trainer.model
+    after = more.config.training
+    assert after["best_val_loss"] <= before["best_val_loss"] * (1 + 1e-6)
+    assert not any(torch.equal(a, b) for a, b in zip(first.network.state_dict().values(),
+                                                     more.network.state_dict().values()) if a.is_floating_point())
+    keep = ("network", "normalization", "channel_mode", "train_blind_spot", "inference_blind_spot", "axes", "noise")
+    assert {k: more.config.to_dict()[k] for k in keep} == {k: first.config.to_dict()[k] for k in keep}
+    assert after["bsgd"] == before["bsgd"] and after["bsgd"]["t_max"] == 0.6 and trainer.t_max == 0.6
+    assert after["bsgd"]["guide"]["method"] == guide.method  # the guide it was trained next to, not passed again
+    assert after["continued_from"]["steps"] == 4 and after["steps"] == 6 and after["total_steps"] == 10
+    # through train(method="bsgd" implied by the model) and once more: the total keeps counting
+    again = bsd.train(noisy, model=more, steps=2, patch_size=32)
+    assert again.method == "bsgd" and again.config.training["total_steps"] == 12
+    with pytest.raises(InputError, match="BSGD model"):
+        bsd.train_bsgd(noisy, model=guide, steps=1)
+
 def test_bad_input(rng, noisy):
     model = _bsgd_model()
     with pytest.raises(InputError, match="BSGD model"):

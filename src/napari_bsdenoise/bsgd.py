@@ -90,7 +90,7 @@ def make_bsgd_trainer(
     patch_size: int = DEFAULT_PATCH_SIZE,
     batch_size: int = DEFAULT_BATCH_SIZE,
     learning_rate: float = DEFAULT_BSGD_LEARNING_RATE,
-    t_max: float = 1.0,
+    t_max: float | None = None,
     channels: str | None = None,
     model: BlindSpotModel | None = None,
     validation_fraction: float = 0.1,
@@ -108,10 +108,15 @@ def make_bsgd_trainer(
 
     arr = check_image(image)
     steps = _check_budget(steps, seconds, patch_size, batch_size, learning_rate)
+    previous = None
+    if model is not None:
+        _check_bsgd_model(model)
+        previous = model.config.training or {}
+    if t_max is None:  # a continued model keeps the diffusion times it was trained on
+        t_max = ((previous or {}).get("bsgd") or {}).get("t_max", 1.0)
     if not (isinstance(t_max, (int, float)) and 0 < t_max <= 1):
         raise InputError(f"t_max must be in (0, 1], got {t_max!r}")
     if model is not None:
-        _check_bsgd_model(model)
         layout, _ = _inference_layout(arr, model, axes, None)
         _check_trainable_size(layout)
         start = BlindSpotModel(ModelConfig.from_dict(model.config.to_dict()), copy.deepcopy(model.network))
@@ -169,15 +174,19 @@ def make_bsgd_trainer(
         ).validate()
         torch.manual_seed(seed)
         start = BlindSpotModel(config)
-    guide_info = None
+    guide_info = ((previous or {}).get("bsgd") or {}).get("guide")  # continuing: the guide it was trained next to
     if guide is not None:
-        gc = guide.config
+        gc = _check_guide_model(guide).config
         guide_info = {"method": guide.method, "network": gc.network.__dict__.copy(),
                       "train_blind_spot": gc.train_blind_spot, "inference_blind_spot": gc.inference_blind_spot}
     config.training = {
         "data_shape": list(arr.shape), "data_dtype": str(arr.dtype), "data_axes": layout.axes, "method": METHOD,
         "bsgd": {"schedule": "cosine", "parameterization": "x0", "t_max": float(t_max), "guide": guide_info},
     }
+    if previous is not None:
+        config.training["continued_from"] = {
+            "steps": int(previous.get("total_steps", previous.get("steps", 0))),
+            "best_val_loss": previous.get("best_val_loss"), "data_shape": previous.get("data_shape")}
     data = _normalize(samples, _match_normalization(config.normalization, layout))
     if config.channel_mode == "independent":
         data = fold_channels(data)
@@ -209,10 +218,14 @@ def train_bsgd(image, *, callback=None, **kwargs) -> BlindSpotModel:
         Size of each branch (``BSGD_PRESETS``); ``auto`` is ``tiny`` on the CPU, ``small`` on a GPU.
     learning_rate : float
         Adam learning rate (1e-3).
-    t_max : float
+    t_max : float, optional
         Diffusion times are drawn uniformly in ``[0, t_max]``; refinement never goes above its ``t_start``.
+        Default 1, or the ``t_max`` a continued ``model`` was trained with.
     model : BlindSpotModel, optional
-        A BSGD model to continue training.
+        A BSGD model to continue training (its network, normalisation and blind spots are kept; ``network``,
+        ``blind_spot`` and ``inference_blind_spot`` do not apply).  It starts as the best model, so the
+        held-out loss can only fall; ``config.training`` keeps its guide and ``t_max`` and records the
+        run it continues (``continued_from``; ``total_steps`` counts both).
     callback : callable, optional
         Called with each :class:`ProgressEvent`; return ``False`` to stop early.
 

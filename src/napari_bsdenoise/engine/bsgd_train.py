@@ -53,5 +53,6 @@ class BSGDTrainer(Trainer):
         return loss_c + loss_b
 
     def _provenance(self) -> dict:
-        return {**super()._provenance(), "last_branch_losses": {"conv": self.last_losses[0],
-                                                                "bsn": self.last_losses[1]}}
+        before = (self.config.training.get("continued_from") or {}).get("steps", 0)
+        return {**super()._provenance(), "total_steps": before + self.step,
+                "last_branch_losses": {"conv": self.last_losses[0], "bsn": self.last_losses[1]}}
