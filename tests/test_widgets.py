@@ -1,7 +1,7 @@
 """The napari widgets in a real (hidden) napari viewer: docking, the layer picker, training,
 Stop/Continue, the live blind-spot preview, denoising 2-D/RGB/3-D/dask layers, distilling a
 teacher into a student and denoising with it, BSGD refinement (training the diffusion branches,
-refining, Cancel), errors.
+Continue, Save model…, refining, Cancel), errors.
 
 Runs headless: Qt's ``offscreen`` platform with an X server for OpenGL (``Xvfb`` is started
 when there is no ``DISPLAY``; scripts/setup.sh testing installs it).  Models are tiny.
@@ -580,6 +580,8 @@ def test_refine_cancel_and_errors_give_notifications(make_napari_viewer, qtbot, 
     n = len(_records())
     w.refine_button.click()
     assert any("no BSGD model" in m for m in _records()[n:])
+    w.continue_training()  # the button is disabled; called anyway it notifies
+    assert any("no BSGD model to continue" in m for m in _records()[n:]) and not w.busy
     w.train_button.click()
     assert any("no guide" in m for m in _records()[n:])
     # a blind-spot model is refused as a BSGD model; a BSGD model file is loaded and selected
@@ -605,3 +607,73 @@ def test_refine_cancel_and_errors_give_notifications(make_napari_viewer, qtbot, 
     assert "img_refined" not in viewer.layers
     assert "Cancelled" in w.status.text() and any("cancelled" in m for m in _records()[n:])
     np.testing.assert_array_equal(layer.data, data)
+
+
+def test_refine_continue_and_save_the_bsgd_model(make_napari_viewer, qtbot, small_guide, tmp_path, monkeypatch):
+    import torch
+    from qtpy.QtWidgets import QFileDialog
+
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(_noisy((48, 48)), name="cells")
+    SESSION.add("g", small_guide)
+    w = _dock(viewer, "Refine")
+    assert not w.continue_button.isEnabled() and not w.save_button.isEnabled()  # no BSGD model yet
+    w.network_combo.setCurrentText("tiny")
+    w.budget_kind.setCurrentText("steps")
+    w.steps_spin.setValue(2)
+    w.train_button.click()
+    assert not w.continue_button.isEnabled() and not w.save_button.isEnabled()  # busy
+    qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+    assert w.continue_button.isEnabled() and w.save_button.isEnabled()
+    assert w.bsgd_model().config.training["steps"] == 2
+
+    # Continue: the same trainer, 3 more steps; the session entry is updated, not added
+    w.steps_spin.setValue(3)
+    w.continue_button.click()
+    assert w.training and w.stop_button.isEnabled()
+    assert not any(b.isEnabled() for b in (w.train_button, w.continue_button, w.save_button, w.load_button,
+                                           w.refine_button))
+    assert w.save_model(str(tmp_path / "busy.safetensors")) is None and not (tmp_path / "busy.safetensors").exists()
+    qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+    diff = w.bsgd_model()
+    assert w.trainer.step == 5 and diff is w.trainer.model
+    assert diff.config.training["steps"] == 5 and diff.config.training["total_steps"] == 5
+    assert SESSION.names() == ["g", "g bsgd"] and SESSION.get("g bsgd") is diff
+    assert "Done: 5 steps" in w.train_status.text()
+
+    # Save model…: the default file name is the session name; load_model reads the same BSGD model back
+    asked = {}
+
+    def fake_dialog(parent, title, default, filters):
+        asked["default"] = default
+        return str(tmp_path / default), filters
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(fake_dialog))
+    w.save_button.click()
+    assert asked["default"] == "g bsgd.safetensors"
+    loaded = bsd.load_model(tmp_path / "g bsgd.safetensors")
+    assert loaded.method == "bsgd" and loaded.config.network == diff.config.network
+    want, got = diff.network.state_dict(), loaded.network.state_dict()
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    assert loaded.config.training["bsgd"]["guide"]["method"] == small_guide.method
+
+    # Continue a loaded model: a new trainer on the selected layer; its steps add to the recorded ones
+    assert w.load_model(str(tmp_path / "g bsgd.safetensors")) is not None
+    assert w.model_combo.currentText() == "g bsgd (2)" and w.bsgd_model() is not w.trainer.model
+    w.steps_spin.setValue(2)
+    w.continue_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+    more = SESSION.get("g bsgd (2)")
+    assert more is w.trainer.model and more is not loaded and w.trainer.step == 2
+    assert more.config.training["continued_from"]["steps"] == 5 and more.config.training["total_steps"] == 7
+    assert more.config.training["bsgd"] == loaded.config.training["bsgd"]
+    assert SESSION.names() == ["g", "g bsgd", "g bsgd (2)"] and SESSION.get("g bsgd") is diff
+
+    # refining keeps Continue and Save disabled too
+    w.steps_box.setValue(64)
+    w.rounds_box.setValue(16)
+    w.refine_button.click()
+    assert w.refining and not w.continue_button.isEnabled() and not w.save_button.isEnabled()
+    w.cancel_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=20_000)
+    assert w.continue_button.isEnabled() and w.save_button.isEnabled() and layer.name == "cells"

@@ -4,7 +4,8 @@ A thin shell over :func:`napari_bsdenoise.make_trainer` with ``method="bsgd"`` (
 diffusion branches next to a guide model of the session) and :func:`napari_bsdenoise.refine`
 (guided DDIM refinement of the guide's result).  Training runs in a napari generator worker over
 the trainer's progress events (Stop acts after the current step, the best model is kept) and the
-result is added to the session as "<guide> bsgd"; refinement runs through
+result is added to the session as "<guide> bsgd"; Continue trains the selected BSGD model further
+(``make_trainer(model=...)``) and Save model… writes it; refinement runs through
 :func:`napari_bsdenoise.jobs.iter_events` (Cancel acts after the current DDIM step) into a new
 ``<layer>_refined`` layer.  docs/bsgd.md: the method does not yet beat its guide.
 """
@@ -44,6 +45,7 @@ from ._layers import (
     put_layer,
     refill_combo,
     report,
+    save_model_file,
     start_worker,
 )
 from ._run import BudgetRow, format_seconds, job_rows, progress_rows, relay_events, show_event, trainer_events
@@ -64,12 +66,13 @@ class RefineWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
-        self.trainer = None  # the BSGD trainer of the last Train
+        self.trainer = None  # the BSGD trainer of the last Train or Continue
         self._train_worker = None
         self._refine_worker = None
         self._stop = threading.Event()
         self._cancel = threading.Event()
         self._pending_name: str | None = None
+        self._continuing = False  # the running training continues a session model (replaced, not added)
         self._build()
         SESSION.changed.connect(self._reset_models)
         self._reset_models()
@@ -116,10 +119,15 @@ class RefineWidget(QWidget):
                                      "added to the session as '<guide> bsgd'")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop after the current step; the best model so far is kept")
+        self.continue_button = QPushButton("Continue")
+        self.continue_button.setToolTip("Train the selected BSGD model further by the budget (a loaded one on "
+                                        "the selected layer); it is updated in the session")
         self.train_button.clicked.connect(self.train)
         self.stop_button.clicked.connect(self.stop)
+        self.continue_button.clicked.connect(self.continue_training)
         row.addWidget(self.train_button, 1)
         row.addWidget(self.stop_button)
+        row.addWidget(self.continue_button)
         col.addLayout(row)
         self.train_progress, self.train_status, self.loss_plot, self.device_label = progress_rows(col)
         self.loss_plot.setToolTip("Diffusion loss (x0 regression of both branches): training and held-out")
@@ -135,8 +143,12 @@ class RefineWidget(QWidget):
         self.load_button = QPushButton("Load…")
         self.load_button.setToolTip("Load a BSGD model (.safetensors)")
         self.load_button.clicked.connect(lambda: self.load_model())
+        self.save_button = QPushButton("Save model…")
+        self.save_button.setToolTip("Write the selected BSGD model to a .safetensors file (+ its JSON config)")
+        self.save_button.clicked.connect(lambda: self.save_model())
         row.addWidget(self.model_combo, 1)
         row.addWidget(self.load_button)
+        row.addWidget(self.save_button)
         form.addRow("BSGD model", row)
         self.model_label = QLabel("")
         self.model_label.setWordWrap(True)
@@ -204,11 +216,14 @@ class RefineWidget(QWidget):
 
     def _update_buttons(self) -> None:
         # one job at a time: both compete for the same CPU cores
-        self.train_button.setEnabled(not self.busy)
+        idle, has = not self.busy, self.bsgd_model() is not None
+        self.train_button.setEnabled(idle)
         self.stop_button.setEnabled(self.training)
-        self.refine_button.setEnabled(not self.busy)
+        self.continue_button.setEnabled(idle and has)
+        self.refine_button.setEnabled(idle)
         self.cancel_button.setEnabled(self.refining)
-        self.load_button.setEnabled(not self.busy)
+        self.load_button.setEnabled(idle)
+        self.save_button.setEnabled(idle and has)
 
     def axes(self) -> str:
         return axes_from(self.axes_edit)
@@ -231,6 +246,7 @@ class RefineWidget(QWidget):
         self._on_model_changed()
 
     def _on_model_changed(self, *_) -> None:
+        self._update_buttons()
         model = self.bsgd_model()
         if model is None:
             self.model_label.setText("No BSGD model: train the diffusion branches above or load one.")
@@ -257,6 +273,14 @@ class RefineWidget(QWidget):
 
         return load_into_session(self, self.model_combo, path, refuse)
 
+    def save_model(self, path: str | None = None):
+        """Write the selected BSGD model to a ``.safetensors`` file (asks for the path when not given;
+        the default file name is the model's session name, "<guide> bsgd"); nothing while busy."""
+        if self.busy:
+            return None
+        return save_model_file(self, self.bsgd_model(), f"{self.model_combo.currentText() or 'bsgd'}.safetensors",
+                               path)
+
     def _data(self, model):
         """The selected layer's data and axes, checked against ``model`` (an :class:`InputError` when
         they cannot be used)."""
@@ -271,6 +295,13 @@ class RefineWidget(QWidget):
         return layer, data, axes, layout
 
     # -- training ----------------------------------------------------------------------------
+    def _training_data(self, model):
+        """The selected layer's data and axes to train on, checked against ``model`` (the guide, or the
+        BSGD model continued) and for a trainable size."""
+        _layer, data, axes, layout = self._data(model)
+        api._check_trainable_size(layout)
+        return data, axes
+
     def train(self) -> None:
         """Train the diffusion branches on the selected layer next to the selected guide."""
         if self.busy:
@@ -279,21 +310,49 @@ class RefineWidget(QWidget):
             guide = self.guide()
             if guide is None:
                 raise InputError("no guide: train a blind-spot model in the Train widget (or load one there)")
-            _layer, data, axes, layout = self._data(guide)
-            api._check_trainable_size(layout)
+            data, axes = self._training_data(guide)
             kwargs = {"method": bsgd.METHOD, "guide": guide, "axes": axes,
                       "network": self.network_combo.currentText(), **self.budget_row.budget()}
         except Exception as exc:
             report(exc, "training the diffusion branches")
             return
         self.trainer = None
-        self._pending_name = f"{self.guide_combo.currentText()} bsgd"
-        self._stop.clear()
         self.loss_plot.clear()
+        self._start(lambda: api.make_trainer(data, **kwargs), {}, f"{self.guide_combo.currentText()} bsgd",
+                    continuing=False)
+
+    def continue_training(self) -> None:
+        """Train the selected BSGD model further by the budget: the last trainer when the model is its
+        result (optimiser state kept), otherwise (a loaded model) a new trainer on the selected layer."""
+        if self.busy:
+            return
+        try:
+            model = self.bsgd_model()
+            if model is None:
+                raise InputError("there is no BSGD model to continue: press Train first (or 'Load…' one)")
+            budget = self.budget_row.budget()
+            if self.trainer is not None and self.trainer.model is model:
+                trainer = self.trainer
+                make = lambda: trainer  # noqa: E731
+            else:
+                data, axes = self._training_data(model)
+                kwargs = {"method": bsgd.METHOD, "model": model, "axes": axes, **budget}
+                make = lambda: api.make_trainer(data, **kwargs)  # noqa: E731
+                budget = {}
+                self.trainer = None
+                self.loss_plot.clear()  # a new trainer counts its steps from 0
+        except Exception as exc:
+            report(exc, "training the diffusion branches")
+            return
+        self._start(make, budget, self.model_combo.currentText(), continuing=True)
+
+    def _start(self, make, budget: dict, name: str, *, continuing: bool) -> None:
+        self._pending_name, self._continuing = name, continuing
+        self._stop.clear()
         self.train_progress.setValue(0)
         self.train_status.setText("Preparing (reading the data)…")
         self._train_worker = start_worker(
-            self, trainer_events, lambda: api.make_trainer(data, **kwargs), {}, self._stop,
+            self, trainer_events, make, budget, self._stop,
             yielded=self._on_train_yielded, errored=lambda exc: report(exc, "training the diffusion branches"),
             finished=self._on_train_finished)
         self._update_buttons()
@@ -319,7 +378,11 @@ class RefineWidget(QWidget):
         if t is not None and t.model is not None:
             if self._stop.is_set():
                 self.train_status.setText(f"Stopped at step {t.step}; the best model (step {t.best_step}) is kept.")
-            name = SESSION.add(self._pending_name or "bsgd", t.model)
+            if self._continuing and SESSION.get(self._pending_name) is not None:
+                SESSION.set(self._pending_name, t.model)  # the continued model, updated in place
+                name = self._pending_name
+            else:
+                name = SESSION.add(self._pending_name or "bsgd", t.model)
             self.model_combo.setCurrentText(name)
         self._update_buttons()
 
