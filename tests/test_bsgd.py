@@ -155,6 +155,28 @@ def test_train_bsgd_with_guide_save_load(tmp_path, noisy):
     assert stopped.config.training["steps"] < 50
 
 
+def test_warm_start_from_the_guide(noisy):
+    guide = bsd.train(noisy, steps=2, network={"width": 4, "depth": 2}, blind_spot=3, patch_size=32)
+    trainer = bsd.make_trainer(noisy, method="bsgd", guide=guide, steps=1, patch_size=32)
+    net, info = trainer.model.network, trainer.model.config.training["bsgd"]["warm_start"]
+    assert trainer.model.config.network.width == 4 and info["bsn"] == len(guide.network.state_dict())
+    assert info["conv"] > 0
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        for t in (0.0, 0.5, 1.0):  # before training, the blind-spot branch is the guide at every t
+            torch.testing.assert_close(net.bsn(x, torch.full((1,), t), 3), guide.network(x, 3))
+    from napari_bsdenoise.bsgd import make_bsgd_trainer
+
+    cold = make_bsgd_trainer(noisy, guide=guide, steps=1, patch_size=32, warm_start=False)
+    assert cold.model.config.training["bsgd"]["warm_start"] is None
+    with torch.no_grad():
+        assert not torch.allclose(cold.model.network.bsn(x, torch.zeros(1), 3), guide.network(x, 3))
+    # another size than the guide's: nothing to copy, said so
+    other = bsd.make_trainer(noisy, method="bsgd", guide=guide, steps=1, patch_size=32,
+                             network={"width": 8, "depth": 2})
+    assert other.model.config.training["bsgd"]["warm_start"] is None
+
+
 def test_continue_a_bsgd_model(noisy):
     """``model=`` continues a BSGD model: it starts as the best (same held-out patches and diffusion noise,
     so the same held-out loss), the loss falls or stays, and config and provenance are kept."""

@@ -94,6 +94,7 @@ def make_bsgd_trainer(
     channels: str | None = None,
     model: BlindSpotModel | None = None,
     validation_fraction: float = 0.1,
+    warm_start: bool = True,
 ):
     """Prepare BSGD training and return a :class:`~napari_bsdenoise.engine.bsgd_train.BSGDTrainer`.
 
@@ -150,7 +151,10 @@ def make_bsgd_trainer(
         if min(h, w) <= 2 * s_train:
             raise InputError(f"the image ({h}x{w}) is too small for a training blind spot of {s_train} pixels")
         dev = resolve_device(device)
-        if network == "auto":
+        warm = warm_start and guide is not None and guide.method == "atbsn"
+        if network == "auto" and warm:  # the guide's size, so both branches can start from it
+            network = {"width": guide.config.network.width, "depth": guide.config.network.depth}
+        elif network == "auto":
             network = "tiny" if dev.type == "cpu" else "small"
         if isinstance(network, str):
             if network not in BSGD_PRESETS:
@@ -174,6 +178,11 @@ def make_bsgd_trainer(
         ).validate()
         torch.manual_seed(seed)
         start = BlindSpotModel(config)
+        copied = None
+        gnet = guide.config.network if guide is not None else None
+        if warm and (gnet.width, gnet.depth, gnet.in_channels) == (net_kwargs.get("width"), net_kwargs.get("depth"),
+                                                                     n_in):
+            copied = start.network.warm_start(guide.network)
     guide_info = ((previous or {}).get("bsgd") or {}).get("guide")  # continuing: the guide it was trained next to
     if guide is not None:
         gc = _check_guide_model(guide).config
@@ -183,6 +192,10 @@ def make_bsgd_trainer(
         "data_shape": list(arr.shape), "data_dtype": str(arr.dtype), "data_axes": layout.axes, "method": METHOD,
         "bsgd": {"schedule": "cosine", "parameterization": "x0", "t_max": float(t_max), "guide": guide_info},
     }
+    if model is None:
+        config.training["bsgd"]["warm_start"] = copied  # tensors copied from the guide per branch, or None
+    elif "warm_start" in (previous.get("bsgd") or {}):
+        config.training["bsgd"]["warm_start"] = previous["bsgd"]["warm_start"]
     if previous is not None:
         config.training["continued_from"] = {
             "steps": int(previous.get("total_steps", previous.get("steps", 0))),
@@ -221,6 +234,11 @@ def train_bsgd(image, *, callback=None, **kwargs) -> BlindSpotModel:
     t_max : float, optional
         Diffusion times are drawn uniformly in ``[0, t_max]``; refinement never goes above its ``t_start``.
         Default 1, or the ``t_max`` a continued ``model`` was trained with.
+    warm_start : bool
+        Start both branches from an AT-BSN ``guide`` (default): the blind-spot branch then *is* the guide
+        at every diffusion time before training, and the conventional branch starts from the guide's UNet
+        (as a distilled student).  Needs the same width and depth (``network="auto"`` takes the guide's);
+        ``config.training["bsgd"]["warm_start"]`` records what was copied (``None``: nothing).
     model : BlindSpotModel, optional
         A BSGD model to continue training (its network, normalisation and blind spots are kept; ``network``,
         ``blind_spot`` and ``inference_blind_spot`` do not apply).  It starts as the best model, so the

@@ -152,6 +152,20 @@ class BSGDNet(nn.Module):
         """``(x0_conv, x0_bsn)`` for ``x_t`` at times ``t`` (shape ``(B,)``, in [0, 1])."""
         return self.conv(x, t), self.bsn(x, t, blind_spot)
 
+    def warm_start(self, guide: nn.Module) -> dict[str, int]:
+        """Start both branches from a trained AT-BSN ``guide`` of the same width and depth.
+
+        The blind-spot branch takes every guide tensor (its convolutions and fusion head; the time
+        embedding and the FiLM layers, zero at initialisation, make it the guide at every ``t``); the
+        conventional branch takes the guide's UNet as a distilled student does
+        (:meth:`StudentUNet.warm_start`).  Returns the number of tensors copied per branch."""
+        src = guide.state_dict()
+        dst = self.bsn.state_dict()
+        same = {k: v.detach().clone() for k, v in src.items() if k in dst and dst[k].shape == v.shape}
+        dst.update(same)
+        self.bsn.load_state_dict(dst)
+        return {"bsn": len(same), "conv": self.conv.warm_start(guide)}
+
     def step_radius(self, blind_spot: int) -> int:
         """Receptive radius of one evaluation of both branches."""
         return max(self.conv.receptive_radius(0), self.bsn.receptive_radius(blind_spot))
