@@ -48,6 +48,9 @@ def parse_args(argv=None):
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--bsn-steps", type=int, default=300)
     p.add_argument("--bsgd-seconds", type=float, default=150)
+    p.add_argument("--bsgd-steps", type=int, default=None, help="a step budget instead of --bsgd-seconds")
+    p.add_argument("--t-max", type=float, default=1.0, help="train diffusion times in [0, t_max] only")
+    p.add_argument("--no-warm-start", action="store_true", help="branches from scratch, not from the guide")
     p.add_argument("--ablation-groups", nargs="+", default=["sidd", "nam"],
                    help="groups on which every ablation variant runs (others: the default refinement)")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/bsgd.csv"))
@@ -105,7 +108,11 @@ def main(argv=None) -> int:
             if not todo:
                 continue
             t0 = time.perf_counter()
-            diff = bsd.train_bsgd(noisy, guide=bsn, seconds=args.bsgd_seconds, seed=0)
+            from napari_bsdenoise.bsgd import train_bsgd
+
+            budget = {"steps": args.bsgd_steps} if args.bsgd_steps else {"seconds": args.bsgd_seconds}
+            diff = train_bsgd(noisy, guide=bsn, seed=0, t_max=args.t_max, warm_start=not args.no_warm_start,
+                              **budget)
             t_train = time.perf_counter() - t0
             for name in todo:
                 kw = {"guide": guide_out, **variants[name]}
@@ -114,7 +121,8 @@ def main(argv=None) -> int:
                 dt = time.perf_counter() - t0
                 info = {k: v for k, v in variants[name].items() if k != "guide"}
                 info.update({"s_per_mp": round(dt / mp, 2), "train_s": round(t_train, 1),
-                             "train_steps": diff.config.training.get("steps"),
+                             "train_steps": diff.config.training.get("steps"), "t_max": args.t_max,
+                             "warm_start": diff.config.training["bsgd"].get("warm_start") is not None,
                              "start": "noisy" if kw["guide"] is None else "bsn"})
                 record(name, np.asarray(out), dt, info)
     return 0
