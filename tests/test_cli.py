@@ -288,11 +288,12 @@ def test_jpeg_input(tmp_path, capsys):
 def test_distill_writes_a_student_that_denoises(files, tmp_path, capsys):
     student = tmp_path / "student"  # .safetensors is appended
     rc, out, err = _run(capsys, "distill", files["model"], files["image"], "-o", student, "--steps", "3",
-                        "--student", "tiny", "--teacher-blind-spots", "1,3,5")
+                        "--student", "tiny", "--teacher-blind-spots", "1,3,5", "--whole-image-targets")
     assert rc == 0, err
     assert "non-blind student" in out and "teachers at blind spots 1, 3, 5" in err
     model = load_model(tmp_path / "student.safetensors")
     assert model.is_student and model.config.training["distillation"]["teacher_blind_spots"] == [1, 3, 5]
+    assert model.config.training["teacher_targets"] == "whole image"
     rc, out, err = _run(capsys, "denoise", tmp_path / "student.safetensors", files["image"], "-o",
                         tmp_path / "d.tif")
     assert rc == 0, err

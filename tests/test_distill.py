@@ -132,6 +132,36 @@ def test_mean_teacher_mode(teacher, rng):
     assert list(distiller)[-1].kind == "done"
 
 
+def test_whole_image_targets_are_the_teachers_dihedral_mean(teacher, rng, monkeypatch):
+    """Precomputed targets (``precompute=True``/``"auto"``) are each teacher's output on the whole image,
+    averaged over the 8 dihedral transforms, and they travel with every crop as extra channels."""
+    from napari_bsdenoise.engine import distill as distill_mod
+    from napari_bsdenoise.engine.patches import dihedral
+
+    img = rng.normal(100, 10, (40, 56)).astype(np.float32)
+    assert not bsd.make_distiller(img, teacher, steps=2, **TINY).precomputed  # the default: per patch
+    distiller = bsd.make_distiller(img, teacher, steps=2, precision="fp32", precompute="auto", **TINY)
+    assert distiller.precomputed and distiller.sampler.data.shape[1] == 1 + 4
+    mean, std = teacher.config.normalization.mean[0], teacher.config.normalization.std[0]
+    for j, s in enumerate((0, 1, 3, 5)):
+        expected = np.mean([distill_mod._undo_dihedral(
+            bsd.denoise(np.ascontiguousarray(dihedral(img, k)), teacher, blind_spot=s, precision="fp32"), k)
+            for k in range(8)], axis=0)
+        np.testing.assert_allclose(distiller.sampler.data[0, 1 + j], (expected - mean) / std, atol=1e-4)
+    assert list(distiller)[-1].kind == "done"
+    assert distiller.model.config.training["teacher_targets"] == "whole image"
+    # too much data for whole-image targets: back to running the teacher patch by patch
+    monkeypatch.setattr(distill_mod, "PRECOMPUTE_MAX_PIXELS", 100)
+    per_patch = bsd.make_distiller(img, teacher, steps=2, precompute="auto", **TINY)
+    assert not per_patch.precomputed and per_patch.sampler.data.shape[1] == 1
+    assert list(per_patch)[-1].kind == "done"
+    assert per_patch.model.config.training["teacher_targets"] == "per patch"
+    mean_mode = bsd.make_distiller(img, teacher, steps=2, mode="mean", precompute=True, **TINY)
+    assert mean_mode.sampler.data.shape[1] == 2 and list(mean_mode)[-1].kind == "done"
+    with pytest.raises(InputError, match="precompute"):
+        bsd.make_distiller(img, teacher, steps=2, precompute="yes", **TINY)
+
+
 def test_continue_distilling_and_stop(teacher, student, rng):
     img = rng.normal(100, 10, (48, 48)).astype(np.float32)
     distiller = bsd.make_distiller(img, teacher, student=student, steps=6, **TINY)

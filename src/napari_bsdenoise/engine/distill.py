@@ -8,6 +8,11 @@ them at once (``mode="multi"``: the mean of the per-teacher losses, the paper's
 sum up to a constant) or to their average (``mode="mean"``, for comparison).
 The teacher's UNet runs once per patch; only its final shift and 1x1 head are
 evaluated per blind spot (:meth:`ATBSN.features`).
+
+With ``precompute=True`` (or ``"auto"`` and small enough data), the teachers' outputs are computed once
+over the whole images before training and cropped (and transformed) with each patch, instead of running the
+teacher on every batch: the teacher then also sees each patch's full surroundings, and a step costs only
+the student's forward and backward pass.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from ..device import autocast
 from .train import Trainer
 
 MODES = ("multi", "mean")
+#: ``precompute="auto"``: whole-image teacher outputs when the data (inputs plus one output per teacher)
+#: fits this many bytes and has at most this many pixels (beyond that, teaching patch by patch is cheaper)
+PRECOMPUTE_MAX_BYTES = 1 << 30
+PRECOMPUTE_MAX_PIXELS = 32_000_000
 
 
 def default_teacher_blind_spots(train_blind_spot: int) -> tuple[int, ...]:
@@ -34,6 +43,44 @@ def default_teacher_blind_spots(train_blind_spot: int) -> tuple[int, ...]:
     return (0, *range(1, min(s + 2, 11) + 1, 2))
 
 
+def _undo_dihedral(a, k: int):
+    """The inverse of ``patches.dihedral(., k)`` on the last two axes."""
+    import numpy as np
+
+    if k >= 4:
+        a = a[..., ::-1]
+    return np.rot90(a, -(k % 4), axes=(-2, -1))
+
+
+class _AllHeads:
+    """The teacher at every blind spot in one pass (AT-BSN: one UNet pass, one head per blind spot),
+    outputs stacked on the channel axis; duck-types a network for ``predict``."""
+
+    def __init__(self, teacher, blind_spots):
+        self.teacher, self.blind_spots = teacher, tuple(blind_spots)
+        self.multiple = getattr(teacher, "multiple", 1)
+
+    def receptive_radius(self, blind_spot):
+        return max(self.teacher.receptive_radius(s) for s in self.blind_spots)
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+    def __call__(self, x, blind_spot=None):
+        import torch
+
+        if hasattr(self.teacher, "features"):
+            feats = self.teacher.features(x)
+            size = tuple(x.shape[-2:])
+            outs = [self.teacher.head_from_features(feats, s, size) for s in self.blind_spots]
+        else:
+            outs = [self.teacher(x, s) for s in self.blind_spots]
+        return torch.cat(outs, dim=1)
+
+
 class DistillTrainer(Trainer):
     """Train a student network (``model``) to match ``teacher`` at ``blind_spots``.
 
@@ -42,19 +89,55 @@ class DistillTrainer(Trainer):
     loss on held-out patches (no ground truth needed).
     """
 
-    def __init__(self, data, model, *, teacher, blind_spots, mode: str = "multi", **kwargs):
+    def __init__(self, data, model, *, teacher, blind_spots, mode: str = "multi", precompute=False, **kwargs):
+        import numpy as np
         import torch
 
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        super().__init__(data, model, **kwargs)
+        if precompute not in ("auto", True, False):
+            raise ValueError(f"precompute must be 'auto', True or False, got {precompute!r}")
         self.blind_spots = tuple(int(s) for s in blind_spots)
         self.mode = mode
-        self.teacher = copy.deepcopy(teacher).to(self.device).eval()
-        if self.device.type == "cpu":
+        device = kwargs["device"]
+        self.teacher = copy.deepcopy(teacher).to(device).eval()
+        if device.type == "cpu":
             self.teacher = self.teacher.to(memory_format=torch.channels_last)
         for p in self.teacher.parameters():
             p.requires_grad_(False)
+        self.n_in = int(data.shape[1])
+        n_targets = 1 if mode == "mean" else len(self.blind_spots)
+        if precompute == "auto":
+            n, c, h, w = data.shape
+            precompute = (n * h * w <= PRECOMPUTE_MAX_PIXELS
+                          and 4 * n * c * h * w * (1 + n_targets) <= PRECOMPUTE_MAX_BYTES)
+        self.precomputed = bool(precompute)
+        if self.precomputed:  # inputs and targets side by side: every crop and transform applies to both
+            targets = self._whole_image_targets(data, device, kwargs.get("precision", "fp32"))
+            data = np.concatenate([np.asarray(data, np.float32), *targets], axis=1)
+        super().__init__(data, model, **kwargs)
+
+    def _whole_image_targets(self, data, device, precision):
+        """Each teacher's output over the whole images, averaged over the 8 dihedral transforms.
+
+        Patch by patch, the teacher sees randomly transformed patches, and AT-BSN is not exactly
+        equivariant (its rotations share one head), so the student's best answer is the teacher's
+        output averaged over the transforms: that average is the precomputed target."""
+        import numpy as np
+
+        from .patches import dihedral
+        from .predict import auto_tile, predict
+
+        heads = _AllHeads(self.teacher, self.blind_spots)
+        tile = auto_tile(self.teacher, max(self.blind_spots), 512 * 2**20)  # ~512 MB of activations
+        total = None
+        for k in range(8):
+            x = np.ascontiguousarray(dihedral(data, k), np.float32)
+            y = predict(heads, x, blind_spot=max(self.blind_spots), device=device, precision=precision, tile=tile)
+            y = _undo_dihedral(y.astype(np.float32), k)
+            total = y if total is None else total + y
+        outs = np.split(total / 8, len(self.blind_spots), axis=1)
+        return [np.mean(outs, axis=0)] if self.mode == "mean" else outs
 
     def describe(self) -> str:
         return (f"distilling on {self.device} ({self.precision}) from teachers at blind spots "
@@ -76,7 +159,14 @@ class DistillTrainer(Trainer):
         return outs
 
     def _batch_loss(self, x):
-        targets = self.targets(x)
+        if self.precomputed:  # channels: the input, then each teacher's output
+            x, rest = x[:, : self.n_in], x[:, self.n_in :]
+            targets = list(rest.split(rest.shape[1] // (1 if self.mode == "mean" else len(self.blind_spots)), dim=1))
+        else:
+            targets = self.targets(x)
         with autocast(self.device, self.precision):
             pred = self.net(x).float()
         return sum(self._loss(pred, t) for t in targets) / len(targets)
+
+    def _provenance(self) -> dict:
+        return {**super()._provenance(), "teacher_targets": "whole image" if self.precomputed else "per patch"}

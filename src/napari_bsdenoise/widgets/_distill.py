@@ -138,8 +138,12 @@ class DistillWidget(QWidget):
         self.patch_spin, self.batch_spin, self.lr_spin, self.seed_spin = loop_spins(api.DEFAULT_DISTILL_PATCH_SIZE)
         self.warm_check = QCheckBox("Warm start from the teacher's weights")
         self.warm_check.setChecked(True)
+        self.whole_check = QCheckBox("Whole-image teacher targets (faster steps)")
+        self.whole_check.setToolTip("Run the teacher once over the whole layer (8 transforms averaged) instead of "
+                                    "on every batch: ~3.6x faster per step, about equal quality at equal time")
         for label, w in (("Patch size", self.patch_spin), ("Batch size", self.batch_spin),
-                         ("Learning rate", self.lr_spin), ("Seed", self.seed_spin), ("", self.warm_check)):
+                         ("Learning rate", self.lr_spin), ("Seed", self.seed_spin), ("", self.warm_check),
+                         ("", self.whole_check)):
             form.addRow(label, w)
         root.addWidget(self.advanced)
 
@@ -227,7 +231,7 @@ class DistillWidget(QWidget):
         if self.advanced.isChecked():
             kw.update(patch_size=self.patch_spin.value(), batch_size=self.batch_spin.value(),
                       learning_rate=self.lr_spin.value(), seed=self.seed_spin.value(),
-                      warm_start=self.warm_check.isChecked())
+                      warm_start=self.warm_check.isChecked(), precompute=self.whole_check.isChecked())
         return kw
 
     def distill(self) -> None:
