@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 NETWORKS = ("auto", *bsgd.BSGD_PRESETS)
 EXPERIMENTAL = ("<b>Experimental.</b> Our reconstruction of BSGD does <b>not yet beat its guide</b>: on the "
-                "measured camera image the refined result is 1.4–2.4 dB below the guiding blind-spot model "
+                "measured camera images the refined result is 0.5–10 dB below the guiding blind-spot model "
                 "(docs/bsgd.md). For the best result use the guide or its distilled student.")
 
 
