@@ -2,7 +2,8 @@
 
 A reconstruction of Cheng et al., "Blind-Spot Guided Diffusion for Self-supervised Real-World Denoising"
 (arXiv 2509.16091), of which only the abstract is verified; docs/bsgd.md lists every design choice and
-the measured quality and cost::
+the measured quality and cost.  **Experimental**: measured, the refinement does not yet beat its guiding
+blind-spot model (use the guide or its distilled student for the best result)::
 
     import napari_bsdenoise as bsd
     bsn = bsd.train(noisy, steps=300)                        # the guiding blind-spot network

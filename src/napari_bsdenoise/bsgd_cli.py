@@ -69,7 +69,8 @@ def cmd_refine(args) -> int:
 def add_refine_parser(sub) -> None:
     """Add the ``refine`` subcommand to the ``napari-bsdenoise`` subparsers ``sub``."""
     r = sub.add_parser(
-        "refine", help="refine a denoised image by blind-spot guided diffusion (BSGD)",
+        "refine", help="experimental: refine a denoised image by blind-spot guided diffusion (BSGD); it does not "
+                  "yet beat its guide (docs/bsgd.md)",
         description="Blind-spot guided diffusion refinement: start from the GUIDE model's result (or the noisy "
         "image), diffuse it to --t-start and run deterministic DDIM steps mixing the BSGD model's conventional "
         "and blind-spot branches; complementary random replacement with the noisy image and averaging over "
