@@ -442,6 +442,22 @@ def _block_denoise(block, *, ref: ModelRef, plan: Plan, block_info=None):
     return out.reshape(lead + (c, y1 - y0, x1 - x0)).astype(np.float32, copy=False)
 
 
+def _to_internal(x, axes: str, order: str):
+    """An array in the input's ``axes`` -> the internal order (lead.., C, Y, X), adding a C axis of 1
+    when the input has none (numpy or dask)."""
+    full = axes if "C" in axes else axes + "C"
+    if "C" not in axes:
+        x = x[..., None]
+    return x.transpose([full.index(a) for a in order])
+
+
+def _from_internal(y, axes: str, order: str):
+    """The inverse of :func:`_to_internal`."""
+    full = axes if "C" in axes else axes + "C"
+    y = y.transpose([order.index(a) for a in full])
+    return y if "C" in axes else y[..., 0]
+
+
 def _convert(block, dtype):
     dtype = np.dtype(dtype)
     if np.issubdtype(dtype, np.integer):
@@ -495,23 +511,17 @@ class _Direct:
         for k, d in ((-2, plan.depth_y), (-1, plan.depth_x)):
             win[k] = slice(max(0, out[k].start - d), min(sum(self.chunks[k]), out[k].stop + d))
         raw = np.asarray(self.backing[tuple(win[order.index(a)] for a in axes)])
-        full = axes if "C" in axes else axes + "C"
-        if "C" not in axes:
-            raw = raw[..., None]
-        block = raw.transpose([full.index(a) for a in order])
         info = {None: {"array-location": [(s.start, s.stop) for s in out], "chunk-location": internal}}
-        y = _block_denoise(block, ref=self.ref, plan=plan, block_info=info)
-        y = y.transpose([order.index(a) for a in full])
-        if "C" not in axes:
-            y = y[..., 0]
+        y = _block_denoise(_to_internal(raw, axes, order), ref=self.ref, plan=plan, block_info=info)
+        y = _from_internal(y, axes, order)
         return y if self.out_dtype == np.float32 else _convert(y, self.out_dtype)
 
-    def plane(self, chunks, fixed: dict, page: str):
+    def plane(self, fixed: dict, page: str):
         """The result with the axes of ``fixed`` (``{axis: index}``) held, in ``page``'s axis order
-        (e.g. ``"YX"``, ``"YXC"``): one TIFF page, from the blocks that cover it.  ``chunks`` are
-        ``LazyJob.result.chunks``."""
+        (e.g. ``"YX"``, ``"YXC"``): one TIFF page, from the blocks that cover it."""
         import itertools
 
+        chunks = tuple(self.chunks[self.order.index(a)] for a in self.axes)  # LazyJob.result's chunks
         choices = []
         for a, c in zip(self.axes, chunks):
             starts = np.cumsum((0,) + tuple(c[:-1]))
@@ -558,11 +568,8 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
         out_dtype = np.dtype(np.float32) if dtype == "float32" else np.dtype(x.dtype)
 
     # internal order: lead (T, Z as they come), C, Y, X
-    xin, ax = x, layout.axes
-    if "C" not in ax:
-        xin, ax = xin[..., None], ax + "C"
     order = layout.order
-    xin = xin.transpose([ax.index(a) for a in order])
+    xin = _to_internal(x, layout.axes, order)
     norm = (_lazy_normalization(xin, layout) if renormalize else _match_normalization(cfg.normalization, layout))
 
     net = model.network
@@ -592,10 +599,7 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
                            meta=meta, ref=ref, plan=plan, align_arrays=False, allow_rechunk=False)
     else:
         y = da.map_blocks(_block_denoise, xin, chunks=xin.chunks, meta=meta, ref=ref, plan=plan)
-    # back to the input's axes
-    y = y.transpose([order.index(a) for a in ax])
-    if "C" not in layout.axes:
-        y = y[..., 0]
+    y = _from_internal(y, layout.axes, order)  # back to the input's axes
     if out_dtype != np.float32:
         y = y.map_blocks(_convert, out_dtype, dtype=out_dtype)
     direct = None
@@ -941,7 +945,7 @@ def _write_tiff(job: LazyJob, path: Path, overwrite, scheduler, client, n_worker
                 p = order.popleft()
                 if job.direct is not None:
                     fixed = dict(zip(canon[: len(p)], p))
-                    fut = runner.submit_call(job.direct.plane, job.result.chunks, fixed, canon[len(p):])
+                    fut = runner.submit_call(job.direct.plane, fixed, canon[len(p):])
                 else:
                     fut = runner.submit(res[p] if p else res)
                 pending[fut] = p
