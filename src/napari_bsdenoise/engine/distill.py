@@ -52,6 +52,16 @@ def _undo_dihedral(a, k: int):
     return np.rot90(a, -(k % 4), axes=(-2, -1))
 
 
+def _teacher_outputs(teacher, x, blind_spots) -> list:
+    """The teacher's outputs on ``x`` at each blind spot (AT-BSN: one UNet pass, one head per blind spot;
+    other teachers, e.g. D-BSN, whose blind spot 0 is its fused output: one pass each)."""
+    if hasattr(teacher, "features"):
+        feats = teacher.features(x)
+        size = tuple(x.shape[-2:])
+        return [teacher.head_from_features(feats, s, size) for s in blind_spots]
+    return [teacher(x, s) for s in blind_spots]
+
+
 class _AllHeads:
     """The teacher at every blind spot in one pass (AT-BSN: one UNet pass, one head per blind spot),
     outputs stacked on the channel axis; duck-types a network for ``predict``."""
@@ -72,13 +82,7 @@ class _AllHeads:
     def __call__(self, x, blind_spot=None):
         import torch
 
-        if hasattr(self.teacher, "features"):
-            feats = self.teacher.features(x)
-            size = tuple(x.shape[-2:])
-            outs = [self.teacher.head_from_features(feats, s, size) for s in self.blind_spots]
-        else:
-            outs = [self.teacher(x, s) for s in self.blind_spots]
-        return torch.cat(outs, dim=1)
+        return torch.cat(_teacher_outputs(self.teacher, x, self.blind_spots), dim=1)
 
 
 class DistillTrainer(Trainer):
@@ -106,11 +110,11 @@ class DistillTrainer(Trainer):
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.n_in = int(data.shape[1])
-        n_targets = 1 if mode == "mean" else len(self.blind_spots)
+        self.n_targets = 1 if mode == "mean" else len(self.blind_spots)
         if precompute == "auto":
             n, c, h, w = data.shape
             precompute = (n * h * w <= PRECOMPUTE_MAX_PIXELS
-                          and 4 * n * c * h * w * (1 + n_targets) <= PRECOMPUTE_MAX_BYTES)
+                          and 4 * n * c * h * w * (1 + self.n_targets) <= PRECOMPUTE_MAX_BYTES)
         self.precomputed = bool(precompute)
         if self.precomputed:  # inputs and targets side by side: every crop and transform applies to both
             targets = self._whole_image_targets(data, device, kwargs.get("precision", "fp32"))
@@ -148,12 +152,7 @@ class DistillTrainer(Trainer):
         import torch
 
         with torch.no_grad(), autocast(self.device, self.precision):
-            if hasattr(self.teacher, "features"):  # AT-BSN: one UNet pass, one head per blind spot
-                feats = self.teacher.features(x)
-                size = tuple(x.shape[-2:])
-                outs = [self.teacher.head_from_features(feats, s, size).float() for s in self.blind_spots]
-            else:  # e.g. D-BSN: blind spot 0 is its fused (posterior-mean) output
-                outs = [self.teacher(x, s).float() for s in self.blind_spots]
+            outs = [o.float() for o in _teacher_outputs(self.teacher, x, self.blind_spots)]
         if self.mode == "mean":
             return [torch.stack(outs).mean(0)]
         return outs
@@ -161,7 +160,7 @@ class DistillTrainer(Trainer):
     def _batch_loss(self, x):
         if self.precomputed:  # channels: the input, then each teacher's output
             x, rest = x[:, : self.n_in], x[:, self.n_in :]
-            targets = list(rest.split(rest.shape[1] // (1 if self.mode == "mean" else len(self.blind_spots)), dim=1))
+            targets = list(rest.split(rest.shape[1] // self.n_targets, dim=1))
         else:
             targets = self.targets(x)
         with autocast(self.device, self.precision):
