@@ -31,7 +31,7 @@ from torch import nn
 
 from .atbsn import ATBSN
 from .shifted import ShiftUNet, init_weights
-from .student import StudentUNet
+from .student import StudentUNet, load_matching
 
 #: continuous time t in [0, 1] is embedded as 1000 t (the usual DDPM step range)
 TIME_SCALE = 1000.0
@@ -159,12 +159,7 @@ class BSGDNet(nn.Module):
         embedding and the FiLM layers, zero at initialisation, make it the guide at every ``t``); the
         conventional branch takes the guide's UNet as a distilled student does
         (:meth:`StudentUNet.warm_start`).  Returns the number of tensors copied per branch."""
-        src = guide.state_dict()
-        dst = self.bsn.state_dict()
-        same = {k: v.detach().clone() for k, v in src.items() if k in dst and dst[k].shape == v.shape}
-        dst.update(same)
-        self.bsn.load_state_dict(dst)
-        return {"bsn": len(same), "conv": self.conv.warm_start(guide)}
+        return {"bsn": load_matching(self.bsn, guide.state_dict()), "conv": self.conv.warm_start(guide)}
 
     def step_radius(self, blind_spot: int) -> int:
         """Receptive radius of one evaluation of both branches."""

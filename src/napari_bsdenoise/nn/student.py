@@ -63,13 +63,15 @@ class StudentUNet(nn.Module):
     def warm_start(self, teacher: nn.Module) -> int:
         """Copy the teacher's UNet weights where shapes match, except the last decoder block
         (as the AT-BSN code does); returns the number of tensors copied."""
-        src = teacher.unet.state_dict()
-        dst = self.unet.state_dict()
-        last = f"dec.{self.unet.depth - 1}."
-        copied = 0
-        for k, v in src.items():
-            if k in dst and dst[k].shape == v.shape and not k.startswith(last):
-                dst[k] = v.detach().clone()
-                copied += 1
-        self.unet.load_state_dict(dst)
-        return copied
+        return load_matching(self.unet, teacher.unet.state_dict(), skip=f"dec.{self.unet.depth - 1}.")
+
+
+def load_matching(module: nn.Module, state: dict, *, skip: str | None = None) -> int:
+    """Copy the tensors of ``state`` into ``module`` where names and shapes match (names starting
+    with ``skip`` excepted); returns the number copied."""
+    dst = module.state_dict()
+    same = {k: v.detach().clone() for k, v in state.items()
+            if k in dst and dst[k].shape == v.shape and not (skip and k.startswith(skip))}
+    dst.update(same)
+    module.load_state_dict(dst)
+    return len(same)
