@@ -110,12 +110,13 @@ def make_bsgd_trainer(
 
     arr = check_image(image)
     steps = _check_budget(steps, seconds, patch_size, batch_size, learning_rate)
-    previous = None
+    previous, record = None, {}  # record: the "bsgd" training record this run starts from
     if model is not None:
         _check_bsgd_model(model)
         previous = model.config.training or {}
-    if t_max is None:  # a continued model keeps the diffusion times it was trained on
-        t_max = ((previous or {}).get("bsgd") or {}).get("t_max", 1.0)
+        record = previous.get("bsgd") or {}  # continuing keeps its t_max, guide and warm-start record
+    if t_max is None:
+        t_max = record.get("t_max", 1.0)
     if not (isinstance(t_max, (int, float)) and 0 < t_max <= 1):
         raise InputError(f"t_max must be in (0, 1], got {t_max!r}")
     if model is not None:
@@ -179,24 +180,21 @@ def make_bsgd_trainer(
         ).validate()
         torch.manual_seed(seed)
         start = BlindSpotModel(config)
-        copied = None
-        gnet = guide.config.network if guide is not None else None
-        if warm and (gnet.width, gnet.depth, gnet.in_channels) == (net_kwargs.get("width"), net_kwargs.get("depth"),
-                                                                     n_in):
-            copied = start.network.warm_start(guide.network)
-    guide_info = ((previous or {}).get("bsgd") or {}).get("guide")  # continuing: the guide it was trained next to
+        gnet = guide.config.network if warm else None
+        same_size = warm and (gnet.width, gnet.depth, gnet.in_channels) == (net_kwargs.get("width"),
+                                                                             net_kwargs.get("depth"), n_in)
+        record = {"warm_start": start.network.warm_start(guide.network) if same_size else None}
+    guide_info = record.get("guide")
     if guide is not None:
         gc = _check_guide_model(guide).config
         guide_info = {"method": guide.method, "network": gc.network.__dict__.copy(),
                       "train_blind_spot": gc.train_blind_spot, "inference_blind_spot": gc.inference_blind_spot}
     config.training = {
         "data_shape": list(arr.shape), "data_dtype": str(arr.dtype), "data_axes": layout.axes, "method": METHOD,
-        "bsgd": {"schedule": "cosine", "parameterization": "x0", "t_max": float(t_max), "guide": guide_info},
+        # warm_start: tensors copied from the guide per branch, or None
+        "bsgd": {**record, "schedule": "cosine", "parameterization": "x0", "t_max": float(t_max),
+                 "guide": guide_info},
     }
-    if model is None:
-        config.training["bsgd"]["warm_start"] = copied  # tensors copied from the guide per branch, or None
-    elif "warm_start" in (previous.get("bsgd") or {}):
-        config.training["bsgd"]["warm_start"] = previous["bsgd"]["warm_start"]
     if previous is not None:
         config.training["continued_from"] = {
             "steps": int(previous.get("total_steps", previous.get("steps", 0))),
