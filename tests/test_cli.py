@@ -310,3 +310,18 @@ def test_distill_user_errors(files, tmp_path, capsys):
     rc, _, err = _run(capsys, "distill", files["model"], files["image"], "-o", tmp_path / "s",
                       "--teacher-blind-spots", "2")
     _assert_user_error(rc, err, "odd")
+
+
+def test_denoise_no_fusion_gives_the_blind_spot_output_alone(files, capsys):
+    from napari_bsdenoise import denoise
+
+    model = load_model(files["rgb_model"])
+    assert model.method == "atbsn"
+    img = iio.imread(files["png"])
+    for flag, fusion in (([], "auto"), (["--no-fusion"], False)):
+        out_path = files["dir"] / f"photo_{fusion}.tif"
+        rc, _, err = _run(capsys, "denoise", files["rgb_model"], files["png"], "-o", out_path, "-q", *flag)
+        assert rc == 0, err
+        np.testing.assert_allclose(tifffile.imread(out_path), denoise(img, model, fusion=fusion), atol=1e-4)
+    assert not np.allclose(tifffile.imread(files["dir"] / "photo_auto.tif"),
+                           tifffile.imread(files["dir"] / "photo_False.tif"))

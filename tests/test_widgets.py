@@ -340,6 +340,7 @@ def test_denoise_layer(make_napari_viewer, qtbot, gray_model, rgb_model, kind):
     qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
     out = _check_output(viewer, layer, "in_denoised", model, 3, axes)
     np.testing.assert_allclose(out.data, bsd.denoise(data, model, axes=axes, blind_spot=3), atol=1e-4)
+    assert out.metadata["napari_bsdenoise"]["fusion"] is True  # AT-BSN at blind spot 3: fused by default
     assert out.rgb == layer.rgb
     np.testing.assert_array_equal(layer.data, before)  # the input is never modified
     # denoising again replaces the output layer's data instead of adding "in_denoised [1]"
@@ -348,6 +349,16 @@ def test_denoise_layer(make_napari_viewer, qtbot, gray_model, rgb_model, kind):
     qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
     assert [lyr.name for lyr in viewer.layers] == ["in", "in_denoised"]
     assert viewer.layers["in_denoised"].metadata["napari_bsdenoise"]["blind_spot"] == 0
+    assert viewer.layers["in_denoised"].metadata["napari_bsdenoise"]["fusion"] is False  # nothing to fuse at 0
+    # the fusion box: off gives the blind-spot output alone
+    assert w.fusion_check.isEnabled() and w.fusion_check.isChecked()
+    w.fusion_check.setChecked(False)
+    w.set_blind_spot(3)
+    w.denoise_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+    np.testing.assert_allclose(viewer.layers["in_denoised"].data,
+                               bsd.denoise(data, model, axes=axes, blind_spot=3, fusion=False), atol=1e-4)
+    assert viewer.layers["in_denoised"].metadata["napari_bsdenoise"]["fusion"] is False
 
 
 def test_dask_layer_stays_lazy(make_napari_viewer, qtbot, gray_model):

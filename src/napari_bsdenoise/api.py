@@ -98,6 +98,43 @@ def _inference_layout(x, model: BlindSpotModel, axes: str | None, blind_spot) ->
     return layout, s
 
 
+def _fusion(model: BlindSpotModel, blind_spot: int, norm: Normalization, fusion):
+    """The :class:`~napari_bsdenoise.nn.fusion.FusionParams` for denoising with ``model`` at
+    ``blind_spot``, or None when the output is the network's alone.
+
+    ``fusion="auto"`` fuses AT-BSN outputs at blind spots >= 1 when the model carries the noise
+    estimate of its training data; ``True`` insists (and explains why it cannot), ``False`` never.
+    """
+    from .nn.fusion import fusion_params
+
+    if fusion not in ("auto", True, False):
+        raise InputError(f"fusion must be 'auto', True or False, got {fusion!r}")
+    cfg = model.config
+    if fusion is False:
+        return None
+    why_not = None
+    if cfg.network.method != "atbsn":
+        why_not = (f"a {model.method} model (fusion with the noisy input applies to AT-BSN blind-spot outputs; "
+                   "D-BSN fuses with its own noise model and students see the noisy pixel already)")
+    elif blind_spot == 0:
+        why_not = "blind_spot=0 (the non-blind output already sees the noisy pixel)"
+    elif not cfg.noise:
+        why_not = "a model without a noise estimate of its training data"
+    if why_not is not None:
+        if fusion is True:
+            raise InputError(f"fusion=True does not apply to {why_not}")
+        return None
+    return fusion_params(cfg.noise, norm.mean, norm.std, cfg.network.in_channels)
+
+
+def _inference_network(model: BlindSpotModel, blind_spot: int, norm: Normalization, fusion):
+    """The module that denoises: the model's network, wrapped in the noisy-input fusion if it applies."""
+    from .nn.fusion import FusedNetwork
+
+    params = _fusion(model, blind_spot, norm, fusion)
+    return model.network if params is None else FusedNetwork(model.network, params)
+
+
 def _normalization(samples: np.ndarray) -> Normalization:
     """Per-channel mean/std of ``(N, C, Y, X)`` data (subsampled for big data)."""
     flat = samples.transpose(1, 0, 2, 3).reshape(samples.shape[1], -1)
@@ -647,6 +684,7 @@ def denoise(
     scheduler=None,
     client=None,
     overwrite: bool = False,
+    fusion="auto",
 ):
     """Denoise ``image`` with a trained ``model``.
 
@@ -691,6 +729,13 @@ def denoise(
         worker (docs/large_data.md).
     overwrite : bool
         Replace an existing ``out`` instead of resuming it.
+    fusion : {"auto", True, False}
+        Put the noisy input back where the blind-spot output misses detail: a local
+        Wiener gain on the residual (input minus output) against the noise level the
+        model measured in its training data (:mod:`napari_bsdenoise.nn.fusion`).
+        ``"auto"`` (default) fuses AT-BSN outputs at blind spots >= 1; it matters most
+        for weak noise, where a blind spot alone loses more detail than it removes
+        noise.  ``False`` gives the network's output alone.
 
     Returns
     -------
@@ -706,7 +751,7 @@ def denoise(
     from . import tiling
 
     big = dict(axes=axes, blind_spot=blind_spot, device=device, precision=precision, tile_size=tile_size,
-               renormalize=renormalize, dtype=dtype, chunk_size=chunk_size, memory=memory)
+               renormalize=renormalize, dtype=dtype, chunk_size=chunk_size, memory=memory, fusion=fusion)
     if isinstance(scheduler, str) and "://" in scheduler and client is None and out is None:
         from distributed import Client
 
@@ -733,7 +778,8 @@ def denoise(
     if independent:
         data = fold_channels(data)
     dev = resolve_device(device)
-    gen = predict_iter(model.network, data, blind_spot=s, device=dev,
+    net = _inference_network(model, s, norm, fusion)
+    gen = predict_iter(net, data, blind_spot=s, device=dev,
                        precision=resolve_precision(precision, dev), tile=tile_size)
     out = _drive(gen, callback)
     model.network.to("cpu")

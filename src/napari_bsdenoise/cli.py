@@ -503,6 +503,7 @@ def cmd_denoise(args) -> int:
     result = _compute_and_write(
         lambda: denoise(img.data, model, axes=img.axes, blind_spot=args.blind_spot, device=args.device,
                         precision=args.precision, tile_size=args.tile_size, renormalize=args.renormalize,
+                        fusion=not args.no_fusion and "auto",
                         callback=lambda e: bar.update(e.fraction, f"tile {e.step}/{e.total}")),
         bar, img, out, dtype)
     if result is None:
@@ -542,7 +543,7 @@ def _denoise_streaming(args, model_path: Path, image_path: Path) -> int:
                        device=args.device, precision=args.precision, tile_size=args.tile_size,
                        renormalize=args.renormalize, dtype=args.dtype or "float32", overwrite=args.overwrite,
                        scheduler=None if scheduler == "distributed" else scheduler, client=client,
-                       n_workers=args.workers, memory=args.memory)
+                       n_workers=args.workers, memory=args.memory, fusion=not args.no_fusion and "auto")
     def show(event):
         if event.message and event.kind in ("start", "chunk") and event.message.startswith(("resuming", "out of")):
             _note(event.message)
@@ -744,6 +745,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="float32 (default for TIFF) or the input's type, rounded and clipped (default for PNG)")
     d.add_argument("--renormalize", action="store_true",
                    help="normalise with this image's statistics (data brighter/darker than the training data)")
+    d.add_argument("--no-fusion", action="store_true",
+                   help="AT-BSN: the blind-spot output alone, without putting the noisy input back where the "
+                   "output misses detail (the default fuses them against the measured noise level)")
     d.add_argument("--scheduler", choices=["threads", "sync", "distributed"],
                    help="stream chunk by chunk with this dask scheduler (implied by a .zarr input or output); "
                    "'distributed' starts a local cluster of --workers processes")

@@ -98,6 +98,10 @@ class NoiseCorrelation:
         ``noise_std`` divided by the standard deviation of the whole (noisy)
         image: how much of the image's variation is noise.  Correlated noise
         below 0.12 is *mild*: the recommended blind spots are then 3 and 1.
+    noise_curve : tuple
+        Per channel, ``(intensities, variances)``: the noise variance measured
+        in up to 8 intensity strata (noise is often signal dependent); see
+        :meth:`noise_variance`.
     """
 
     autocorrelation: np.ndarray = field(compare=False, repr=False)
@@ -109,6 +113,15 @@ class NoiseCorrelation:
     noise_std: float
     n_blocks: int
     noise_fraction: float = float("nan")
+    noise_curve: tuple = field(default=(), compare=False, repr=False)
+
+    def noise_variance(self, intensity, channel: int = 0) -> np.ndarray:
+        """Noise variance at ``intensity`` (input units) in ``channel``, interpolated between the
+        intensity strata of the estimate (constant beyond them); ``noise_std**2`` without a curve."""
+        if not self.noise_curve:
+            return np.full(np.shape(intensity), self.noise_std**2)
+        mu, var = self.noise_curve[channel]
+        return np.interp(intensity, mu, var)
 
     @property
     def mild(self) -> bool:
@@ -155,6 +168,7 @@ class NoiseCorrelation:
             "noise_std": float(self.noise_std),
             "n_blocks": int(self.n_blocks),
             "noise_fraction": float(self.noise_fraction),
+            "noise_curve": [[list(mu), list(var)] for mu, var in self.noise_curve],
         }
 
     @classmethod
@@ -172,6 +186,8 @@ class NoiseCorrelation:
             noise_std=float(d["noise_std"]),
             n_blocks=int(d["n_blocks"]),
             noise_fraction=float(d.get("noise_fraction", float("nan"))),  # absent before 0.2
+            noise_curve=tuple((tuple(map(float, mu)), tuple(map(float, var)))
+                              for mu, var in d.get("noise_curve", ())),  # absent before 0.3
         )
 
 
@@ -428,8 +444,9 @@ def _select_flat(bl: _Blocks, dof: float) -> np.ndarray:
     return vidx[np.argsort(bl.var[vidx], kind="stable")[:k]]
 
 
-def _noise_variance(bl: _Blocks, dof: float) -> float:
-    """Noise-only residual mean square of a block, averaged over the intensity strata.
+def _noise_variance(bl: _Blocks, dof: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """Noise-only residual mean square of a block, averaged over the intensity strata, and the
+    per-stratum ``(intensity, mean square)`` points it averages.
 
     Each stratum's level is read from a low quantile of its block variances
     (image structure only adds variance), capped by a robust affine envelope
@@ -440,11 +457,12 @@ def _noise_variance(bl: _Blocks, dof: float) -> float:
     v_s = np.array([np.quantile(bl.var[st], _STRATUM_QUANTILE) for st in bl.strata]) / q_low
     if len(bl.strata) > 2:
         v_s = np.minimum(v_s, _ENVELOPE_FACTOR * _lower_envelope(mu_s, v_s))
-    return float(np.mean(v_s))
+    return float(np.mean(v_s)), mu_s, v_s
 
 
 def _channel_estimate(bl: _Blocks, block: int, lags, a: np.ndarray, dof: float):
-    """(rho over the half-plane lags, noise variance C0, blocks used) for one channel."""
+    """(rho over the half-plane lags, noise variance C0, blocks used, (intensities, C0 per intensity))
+    for one channel."""
     keep = _select_flat(bl, dof)
     z = bl.resid[keep] / np.sqrt(bl.var[keep])[:, None]
     cov = np.linalg.solve(a, _lag_sums(z.reshape(-1, block, block), lags) / len(keep))
@@ -454,7 +472,9 @@ def _channel_estimate(bl: _Blocks, block: int, lags, a: np.ndarray, dof: float):
     a0 = float(a[0] @ rho)  # E[block mean square] = C0 * a0 / n
     if not a0 > 0:
         a0 = float(a[0, 0])
-    return rho, _noise_variance(bl, dof) * block * block / a0, len(keep)
+    scale = block * block / a0
+    var, mu_s, v_s = _noise_variance(bl, dof)
+    return rho, var * scale, len(keep), (mu_s, v_s * scale)
 
 
 def estimate_noise_correlation_samples(
@@ -487,16 +507,18 @@ def estimate_noise_correlation_samples(
     rng = np.random.default_rng(seed)
     a, _ = _design(block, max_lag, _DETREND_ORDER)
     lags = _half_lags(max_lag)
-    prepared = [_prepare_channel(samples[:, ch], block, max_lag, rng) for ch in range(c)]
-    prepared = [p for p in prepared if p is not None]
+    prepared = [(ch, _prepare_channel(samples[:, ch], block, max_lag, rng)) for ch in range(c)]
+    prepared = [(ch, p) for ch, p in prepared if p is not None]
     # the spread of noise-only block variances (chi-square dof) depends on the correlation: iterate
     dof = _dof(block, max_lag, _DETREND_ORDER, np.eye(1, len(lags)).ravel())
-    results = []
+    results, curves = [], {}
     for _ in range(2):
-        new = [r for r in (_channel_estimate(p, block, lags, a, dof) for p in prepared) if r is not None]
+        new = [(ch, r) for ch, r in ((ch, _channel_estimate(p, block, lags, a, dof)) for ch, p in prepared)
+               if r is not None]
         if not new:
             break
-        results = new
+        curves = {ch: r[3] for ch, r in new}
+        results = [r for _, r in new]
         dof = _dof(block, max_lag, _DETREND_ORDER, np.mean([r[0] for r in results], axis=0))
     if not results:
         raise InputError("no noise could be detected in the image (it is constant, or saturated everywhere)")
@@ -518,6 +540,10 @@ def estimate_noise_correlation_samples(
     step = max(1, int(math.sqrt(h * w * n / 4_000_000)))  # the image's std from <= ~4 M pixels
     image_std = float(np.mean([np.std(samples[:, ch, ::step, ::step], dtype=np.float64) for ch in range(c)]))
     noise_fraction = min(1.0, noise_std / image_std) if image_std > 0 else 1.0
+    # per channel: noise variance by intensity (channels without an estimate get the average level)
+    flat_curve = ((0.0,), (noise_std**2,))
+    curve = tuple((tuple(map(float, curves[ch][0])), tuple(map(float, curves[ch][1]))) if ch in curves
+                  else flat_curve for ch in range(c))
     if length > 0 and noise_fraction < _MILD_NOISE_FRACTION:
         train, infer = min(train, 3), 1
     return NoiseCorrelation(
@@ -530,6 +556,7 @@ def estimate_noise_correlation_samples(
         noise_std=noise_std,
         n_blocks=int(n_blocks),
         noise_fraction=float(noise_fraction),
+        noise_curve=curve,
     )
 
 

@@ -69,14 +69,17 @@ class Preview:
         Context around ``region`` (default: the receptive radius, at most :data:`MAX_MARGIN`).
     device : str, optional
         Torch device (default ``"cpu"``).
+    fusion : {"auto", True, False}
+        As in :func:`napari_bsdenoise.denoise` (the preview shows what denoising gives).
     """
 
     def __init__(self, model, image, *, axes: str | None = None, region=None, margin: int | None = None,
-                 device: str | None = "cpu"):
+                 device: str | None = "cpu", fusion="auto"):
         import torch
 
-        from .api import _inference_layout, _match_normalization, _normalize, check_image
+        from .api import _fusion, _inference_layout, _match_normalization, _normalize, check_image
         from .device import resolve_device
+        from .nn.fusion import DEFAULT_WINDOW
 
         arr = check_image(image)
         layout, _ = _inference_layout(arr, model, axes, 0)
@@ -92,6 +95,7 @@ class Preview:
         multiple = getattr(self.network, "multiple", 1)
         if margin is None:
             radius = self.network.receptive_radius(1) if hasattr(self.network, "receptive_radius") else 64
+            radius += DEFAULT_WINDOW // 2  # the fusion's window
             margin = min(MAX_MARGIN, -(-radius // multiple) * multiple)
         # the crop starts on the pooling grid of the whole image, so its features are the image's
         cy0, cx0 = max(0, y0 - margin) // multiple * multiple, max(0, x0 - margin) // multiple * multiple
@@ -107,6 +111,7 @@ class Preview:
         vshape[iy], vshape[ix] = y1 - y0, x1 - x0
         self._view_layout = SampleLayout(self.axes, tuple(vshape), cfg.channel_mode)
         self._norm = _match_normalization(cfg.normalization, self._crop_layout)
+        self._fusion = _fusion(model, 1, self._norm, fusion)  # (not applied at blind spot 0)
         data = _normalize(to_samples(crop, self._crop_layout), self._norm)
         if cfg.channel_mode == "independent":
             data = fold_channels(data)
@@ -144,6 +149,7 @@ class Preview:
 
         from .config import check_blind_spot
         from .nn.atbsn import blind_spot_shift
+        from .nn.fusion import fuse
 
         s = check_blind_spot(blind_spot)
         if self._output is not None and s != 0:
@@ -152,8 +158,12 @@ class Preview:
             raise InputError(f"blind_spot={s} does not apply: a D-BSN model takes 0 (fused) or 1 (its mean)")
         t0 = time.perf_counter()
         y0, y1, x0, x1 = self.region
-        cy0, _, cx0, _ = self.crop
-        ry, rx = slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0)
+        cy0, cy1, cx0, cx1 = self.crop
+        fusion = self._fusion if s != 0 else None
+        pad = fusion.window // 2 if fusion is not None else 0  # the fusion needs the output around the region
+        ey0, ex0 = max(0, y0 - cy0 - pad), max(0, x0 - cx0 - pad)
+        ry = slice(ey0, min(cy1 - cy0, y1 - cy0 + pad))
+        rx = slice(ex0, min(cx1 - cx0, x1 - cx0 + pad))
         with torch.no_grad():
             if self._output is not None:
                 out = self._output[:, :, ry, rx]
@@ -163,6 +173,9 @@ class Preview:
                 d = blind_spot_shift(s)
                 branches = [_window(g, ry, rx, dy * d, dx * d) for g, (dy, dx) in zip(self._features, _SHIFTS)]
                 out = self.network.head(torch.cat(branches, dim=3).permute(0, 3, 1, 2))
+            if fusion is not None:
+                out = fuse(self._x[:, :, ry, rx], out, fusion)
+        out = out[:, :, y0 - cy0 - ey0 : y1 - cy0 - ey0, x0 - cx0 - ex0 : x1 - cx0 - ex0]
         out = out.float().cpu().numpy()
         if self.model.config.channel_mode == "independent":
             out = unfold_channels(out, self._view_layout.n_channels)

@@ -35,6 +35,7 @@ import threading
 import time
 import warnings
 from collections import deque
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -368,6 +369,7 @@ class Plan:
     precision: str
     depth_y: int = 0
     depth_x: int = 0
+    fusion: dict | None = None  # FusionParams as a dict: the noisy-input fusion of AT-BSN outputs
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -418,6 +420,10 @@ def _block_denoise(block, *, ref: ModelRef, plan: Plan, block_info=None):
         data = data.reshape(n * c, 1, hb, wb)
     device = torch.device(plan.device)
     net = ref.network(device)
+    if plan.fusion is not None:
+        from .nn.fusion import FusedNetwork, FusionParams
+
+        net = FusedNetwork(net, FusionParams(**plan.fusion))
     roi = (y0 - ya, y1 - ya, x0 - xa, x1 - xa)
     tile = plan.tile
     while True:
@@ -542,12 +548,12 @@ class _Direct:
 
 def build(image, model, *, axes=None, blind_spot=None, device=None, precision="auto", tile_size=None,
           chunk_size=None, memory=None, renormalize=False, dtype="float32", client=None,
-          n_workers: int | None = None) -> LazyJob:
+          n_workers: int | None = None, fusion="auto") -> LazyJob:
     """Plan the job and build the lazy dask graph (nothing is computed except the statistics for
     ``renormalize=True``)."""
     import dask.array as da
 
-    from .api import _inference_layout, _match_normalization
+    from .api import _inference_layout, _inference_network, _match_normalization
     from .device import resolve_device, resolve_precision
     from .engine.predict import auto_tile, chunk_sizes, tile_plan
     from .model import BlindSpotModel
@@ -572,7 +578,8 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
     xin = _to_internal(x, layout.axes, order)
     norm = (_lazy_normalization(xin, layout) if renormalize else _match_normalization(cfg.normalization, layout))
 
-    net = model.network
+    net = _inference_network(model, s, norm, fusion)
+    fused = net is not model.network
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     n_workers = n_workers or (len(client.scheduler_info().get("workers", {})) if client is not None
@@ -589,7 +596,8 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
     cc = (layout.n_channels,) if cfg.channel_mode == "joint" else (1,) * layout.n_channels
     xin = xin.rechunk(lead_chunks + (cc, cy, cx))
     plan = Plan(layout.axes, order, cfg.channel_mode, tuple(norm.mean), tuple(norm.std), s, tile, halo, chunk, m,
-                str(dev), prec, depth_y=halo if len(cy) > 1 else 0, depth_x=halo if len(cx) > 1 else 0)
+                str(dev), prec, depth_y=halo if len(cy) > 1 else 0, depth_x=halo if len(cx) > 1 else 0,
+                fusion=dataclasses.asdict(net.params) if fused else None)
     ref = register_model(model, client)
     depth = {i: 0 for i in range(xin.ndim)}
     depth[xin.ndim - 2], depth[xin.ndim - 1] = plan.depth_y, plan.depth_x

@@ -134,6 +134,13 @@ class DenoiseWidget(QWidget):
         self.blind_spot_note.setWordWrap(True)
         self.blind_spot_note.setVisible(False)
         col.addWidget(self.blind_spot_note)
+        self.fusion_check = QCheckBox("Keep detail the blind spot misses (fuse with the input)")
+        self.fusion_check.setChecked(True)
+        self.fusion_check.setToolTip(
+            "AT-BSN: put the noisy input back where the blind-spot output differs from it by more than the "
+            "noise the model measured (fine texture, weak noise). Off: the blind-spot output alone.")
+        self.fusion_check.toggled.connect(self._on_fusion_toggled)
+        col.addWidget(self.fusion_check)
         self.preview_check = QCheckBox("Live preview of the visible area")
         self.preview_check.setToolTip("Denoise what the viewer shows (current slice, current view) into a "
                                       "'<layer>_preview' layer and update it as the slider moves")
@@ -193,6 +200,10 @@ class DenoiseWidget(QWidget):
     def blind_spot(self) -> int:
         return BLIND_SPOTS[self.slider.value()]
 
+    def fusion(self):
+        """``fusion=`` for the API: "auto" when the box is ticked (applies to AT-BSN at blind spots >= 1)."""
+        return "auto" if self.fusion_check.isChecked() else False
+
     def set_blind_spot(self, s: int) -> None:
         self.slider.setValue(BLIND_SPOTS.index(int(s)))
 
@@ -230,11 +241,16 @@ class DenoiseWidget(QWidget):
         student = model is not None and model.is_student
         dbsn = model is not None and model.method == "dbsn"
         self.slider.setEnabled(not student)
+        self.fusion_check.setEnabled(model is None or model.method == "atbsn")
         self.blind_spot_note.setVisible(student or dbsn)
         self.blind_spot_note.setText(
             "Distilled student: non-blind, blind spot fixed at 0 (use its teacher to tune a blind spot)." if student
             else "D-BSN: 0 = its prediction fused with the noisy pixel (posterior mean), 1 = the blind-spot "
             "prediction alone." if dbsn else "")
+        self._preview_key = None
+        self._schedule_preview()
+
+    def _on_fusion_toggled(self, _on: bool) -> None:
         self._preview_key = None
         self._schedule_preview()
 
@@ -337,7 +353,8 @@ class DenoiseWidget(QWidget):
         except Exception as exc:
             self.preview_label.setText(f"No preview: {exc}")
             return
-        key = (id(model), id(layer), axes, region, tuple(sorted(index.items())))
+        fusion = self.fusion()
+        key = (id(model), id(layer), axes, region, tuple(sorted(index.items())), fusion)
         if key == self._preview_key and self.preview is not None:
             self.render_preview()
             return
@@ -356,7 +373,7 @@ class DenoiseWidget(QWidget):
                 self.refresh_preview()
 
         self._preview_worker = start_worker(
-            self, functools.partial(Preview, axes=axes2d, region=region), model, view, returned=done,
+            self, functools.partial(Preview, axes=axes2d, region=region, fusion=fusion), model, view, returned=done,
             errored=lambda exc: self.preview_label.setText(f"No preview: {exc}"), finished=finished)
 
     def render_preview(self):
@@ -413,22 +430,24 @@ class DenoiseWidget(QWidget):
             layer = self.picker.layer()
             check_layer(layer)
             data, axes, s, out = layer_data(layer), self.axes(), self.blind_spot(), self.out_path()
+            fusion = self.fusion()
             lazy = tiling.is_lazy_input(data)
             api._inference_layout(data, model, axes, s)  # axes, channels, size: fail here, at once
             if not lazy:
                 api.check_image(data, name=f"layer {layer.name!r}")
             meta = {**model_metadata(self.model_combo.currentText(), model),
-                    "blind_spot": s, "axes": axes, "source_layer": layer.name, "output_file": out}
+                    "blind_spot": s, "axes": axes, "source_layer": layer.name, "output_file": out,
+                    "fusion": api._fusion(model, s, model.config.normalization, fusion) is not None}
             kwargs = output_layer_kwargs(layer, f"{layer.name}_denoised", meta)
             if lazy and out is None:  # a lazy dask array: nothing is computed until napari shows it
-                result = api.denoise(data, model, axes=axes, blind_spot=s)
+                result = api.denoise(data, model, axes=axes, blind_spot=s, fusion=fusion)
                 self._add_output(result, kwargs)
                 self.status.setText(f"Added {kwargs['name']!r} (lazy: computed as you view it)")
                 return
             if out is not None:
-                gen = api.denoise_iter(data, model, out=out, axes=axes, blind_spot=s)
+                gen = api.denoise_iter(data, model, out=out, axes=axes, blind_spot=s, fusion=fusion)
             else:
-                gen = iter_events(api.denoise, data, model, axes=axes, blind_spot=s)
+                gen = iter_events(api.denoise, data, model, axes=axes, blind_spot=s, fusion=fusion)
         except Exception as exc:
             report(exc, "denoising")
             return
