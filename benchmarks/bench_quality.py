@@ -10,7 +10,11 @@ Example (the full run; resumable, rows already in --out are skipped)::
 ``--limit N`` caps every group at N images, ``--limit w2s=40`` only that group (both may be given).
 Methods: noisy, jinv, wavelet_cal, bm3d, bm3d_oracle, and the AT-BSN ones: atbsn_s1, atbsn_s3, atbsn_s5
 (one model trained with blind spot 9), atbsn_t1_s1 (trained with blind spot 1; pixel-independent groups
-only), atbsn_auto; ``atbsn`` = all five, ``baselines`` = noisy jinv bm3d.
+only), atbsn_auto (blind spots from the noise diagnostic); ``atbsn`` = all five, ``baselines`` = noisy jinv
+bm3d.  AT-BSN outputs are ``denoise``'s default, fused with the noisy input (``nn/fusion.py``; rows before
+2026-12-02 (4) predate the fusion); ``atbsn_s3_raw`` and ``atbsn_auto_raw`` are the same models'
+outputs with ``fusion=False``.  ``--shard I/N`` runs every N-th image from the I-th (two processes on two
+cores, each with its own ``--out``).
 The data live outside the repo ($BSDENOISE_DATA, default <repo>/../shared/data/real); without them the
 real groups are skipped with a message (exit status 0).
 """
@@ -24,14 +28,15 @@ import time
 import traceback
 from pathlib import Path
 
-ATBSN_METHODS = ("atbsn_s1", "atbsn_s3", "atbsn_s5", "atbsn_t1_s1", "atbsn_auto")
+ATBSN_METHODS = ("atbsn_s1", "atbsn_s3", "atbsn_s5", "atbsn_t1_s1", "atbsn_auto", "atbsn_s3_raw", "atbsn_auto_raw")
 CLASSICAL = ("noisy", "jinv", "wavelet_cal", "bm3d", "bm3d_oracle")
-ALIASES = {"atbsn": ATBSN_METHODS, "baselines": ("noisy", "jinv", "bm3d")}
+ALIASES = {"atbsn": ATBSN_METHODS[:5], "baselines": ("noisy", "jinv", "bm3d")}
 # AT-BSN models: name -> (train kwargs, {method: denoise kwargs})
 ATBSN_MODELS = {
-    "bs9": ({"blind_spot": 9}, {"atbsn_s1": {"blind_spot": 1}, "atbsn_s3": {"blind_spot": 3}, "atbsn_s5": {"blind_spot": 5}}),
+    "bs9": ({"blind_spot": 9}, {"atbsn_s1": {"blind_spot": 1}, "atbsn_s3": {"blind_spot": 3}, "atbsn_s5": {"blind_spot": 5},
+                                "atbsn_s3_raw": {"blind_spot": 3, "fusion": False}}),
     "bs1": ({"blind_spot": 1}, {"atbsn_t1_s1": {"blind_spot": 1}}),
-    "auto": ({"blind_spot": "auto"}, {"atbsn_auto": {}}),
+    "auto": ({"blind_spot": "auto"}, {"atbsn_auto": {}, "atbsn_auto_raw": {"fusion": False}}),
 }
 
 
@@ -51,6 +56,7 @@ def parse_args(argv=None):
     p.add_argument("--no-run", action="store_true", help="only (re)write --table from --out")
     p.add_argument("--list", action="store_true", help="list the selected images and exit")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing method")
+    p.add_argument("--shard", default="0/1", metavar="I/N", help="only every N-th image, from the I-th")
     args = p.parse_args(argv)
 
     limits: dict[str, int | None] = {}
@@ -116,7 +122,8 @@ def main(argv=None) -> int:
         groups = [g for g in groups if g not in C.REAL_GROUPS]
         if not groups:
             return 0
-    plan = [(g, C.load_group(g, args.limits.get(g), root)) for g in groups]
+    shard, n_shards = (int(v) for v in args.shard.split("/"))
+    plan = [(g, C.load_group(g, args.limits.get(g), root)[shard::n_shards]) for g in groups]
     if args.list:
         for g, pairs in plan:
             print(f"{g}: {len(pairs)} images")

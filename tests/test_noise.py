@@ -102,7 +102,8 @@ def test_rgb_independent_channels():
 
 
 def test_box_blurred_noise_is_correlated():
-    res = estimate_noise_correlation(_camera() + 10.0 * _blurred_noise((512, 512), 3))
+    res = estimate_noise_correlation(_camera() + 25.0 * _blurred_noise((512, 512), 3))
+    assert not res.mild  # noise at ~0.4 of the image's std: the rule for strong correlated noise
     # a 3x3 box filter gives correlation 2/3 at lag 1, 1/3 at lag 2, 0 beyond
     assert res.lag1_x > 0.5 and res.lag1_y > 0.5
     assert res.correlation_length >= 2
@@ -112,10 +113,10 @@ def test_box_blurred_noise_is_correlated():
 
 
 def test_mild_correlated_noise_gets_small_blind_spots():
-    """Weak correlated noise on a detailed image (DSLR-like): 3 / 1 keep detail; strong noise keeps 5+."""
+    """Weak correlated noise on a detailed image (DSLR-like): 3 / 3 keep detail; strong noise keeps 5+."""
     mild = estimate_noise_correlation(_camera() + 3.0 * _blurred_noise((512, 512), 3))
-    assert mild.correlation_length >= 2 and mild.noise_fraction < 0.12 and mild.mild
-    assert (mild.train_blind_spot, mild.inference_blind_spot) == (3, 1)
+    assert mild.correlation_length >= 2 and mild.noise_fraction < 0.25 and mild.mild
+    assert (mild.train_blind_spot, mild.inference_blind_spot) == (3, 3)
     assert "mild" in mild.summary()
     strong = estimate_noise_correlation(_camera() + 30.0 * _blurred_noise((512, 512), 3))
     assert not strong.mild and strong.train_blind_spot >= 5 and "mild" not in strong.summary()
