@@ -77,6 +77,7 @@ def test_denoise_fusion_paths_agree(atbsn_model, tmp_path):
     import dask.array as da
 
     model, img = atbsn_model
+    assert "fused with the noisy input against its noise curve" in model.summary()
     plain = bsd.denoise(img, model, fusion=False)
     fused = bsd.denoise(img, model)  # "auto": fused for an AT-BSN model
     assert not np.allclose(plain, fused)
