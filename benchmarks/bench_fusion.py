@@ -40,7 +40,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _variants(model, noisy, gt, s, fusion, C):
+def _variants(model, noisy, gt, s):
     """{variant: output} for one model at inference blind spot ``s``."""
     import dataclasses
 
@@ -90,7 +90,6 @@ def _variants(model, noisy, gt, s, fusion, C):
         curve.append([list(map(float, mu)), var])
     out["fused_oracle"] = run(fusion_params(dict(noise, noise_curve=curve), norm.mean, norm.std,
                                             model.config.network.in_channels))
-    del C
     return out
 
 
@@ -142,7 +141,7 @@ def main(argv=None) -> int:
             frac = model.config.noise.get("noise_fraction", float("nan"))
             rows = []
             for s in (1, 3):
-                for variant, out in _variants(model, noisy, gt, s, "auto", C).items():
+                for variant, out in _variants(model, noisy, gt, s).items():
                     rows.append({"group": group, "image": pair.name, "train_blind_spot": tb,
                                  "model_blind_spots": f"{model.train_blind_spot}/{model.inference_blind_spot}",
                                  "noise_fraction": round(frac, 3), "infer_blind_spot": s, "variant": variant,

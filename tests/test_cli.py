@@ -313,15 +313,25 @@ def test_distill_user_errors(files, tmp_path, capsys):
 
 
 def test_denoise_no_fusion_gives_the_blind_spot_output_alone(files, capsys):
+    from scipy import ndimage as ndi
+
     from napari_bsdenoise import denoise
 
-    model = load_model(files["rgb_model"])
-    assert model.method == "atbsn"
-    img = iio.imread(files["png"])
+    # camera-like: spatially correlated noise, where fusion="auto" applies
+    rng = np.random.default_rng(3)
+    base = _rgb().astype(np.float64)
+    noise = ndi.uniform_filter(rng.normal(0, 30, base.shape), (3, 3, 1))
+    png = files["dir"] / "camera.png"
+    iio.imwrite(png, np.clip(base + noise, 0, 255).astype(np.uint8))
+    model_path = files["dir"] / "camera.safetensors"
+    assert main(["train", str(png), "-o", str(model_path), "--network", "tiny", "--steps", "2", "-q"]) == 0
+    model = load_model(model_path)
+    assert model.method == "atbsn" and model.config.noise["correlation_length"] > 0
+    img = iio.imread(png)
     for flag, fusion in (([], "auto"), (["--no-fusion"], False)):
-        out_path = files["dir"] / f"photo_{fusion}.tif"
-        rc, _, err = _run(capsys, "denoise", files["rgb_model"], files["png"], "-o", out_path, "-q", *flag)
+        out_path = files["dir"] / f"camera_{fusion}.tif"
+        rc, _, err = _run(capsys, "denoise", model_path, png, "-o", out_path, "-q", *flag)
         assert rc == 0, err
         np.testing.assert_allclose(tifffile.imread(out_path), denoise(img, model, fusion=fusion), atol=1e-4)
-    assert not np.allclose(tifffile.imread(files["dir"] / "photo_auto.tif"),
-                           tifffile.imread(files["dir"] / "photo_False.tif"))
+    assert not np.allclose(tifffile.imread(files["dir"] / "camera_auto.tif"),
+                           tifffile.imread(files["dir"] / "camera_False.tif"))

@@ -65,12 +65,31 @@ def test_noise_curve_follows_signal_dependent_noise(rng):
     assert back.noise_curve == est.noise_curve and back.noise_variance(200.0) == hi
 
 
+def _image(rng, correlated: bool):
+    from scipy import ndimage as ndi
+
+    yy, xx = np.mgrid[:96, :96]
+    noise = ndi.uniform_filter(rng.normal(0, 24, (96, 96)), 3) if correlated else rng.normal(0, 8, (96, 96))
+    return (100 + 40 * np.sin(xx / 5.0) * (yy > 48) + noise).astype(np.float32)
+
+
 @pytest.fixture(scope="module")
 def atbsn_model():
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:96, :96]
-    img = (100 + 40 * np.sin(xx / 5.0) * (yy > 48) + rng.normal(0, 8, (96, 96))).astype(np.float32)
-    return bsd.train(img, steps=3, network="tiny", blind_spot=3, patch_size=32, batch_size=2), img
+    """An AT-BSN trained on spatially correlated noise (where fusion="auto" applies)."""
+    img = _image(np.random.default_rng(0), correlated=True)
+    model = bsd.train(img, steps=3, network="tiny", blind_spot=3, patch_size=32, batch_size=2)
+    assert model.config.noise["correlation_length"] > 0
+    return model, img
+
+
+def test_auto_leaves_pixel_independent_noise_alone():
+    img = _image(np.random.default_rng(1), correlated=False)
+    model = bsd.train(img, steps=2, network="tiny", blind_spot=1, patch_size=32, batch_size=2)
+    assert model.config.noise["correlation_length"] == 0
+    plain = bsd.denoise(img, model, fusion=False)
+    np.testing.assert_array_equal(bsd.denoise(img, model), plain)  # "auto": no measured gain there
+    assert not np.allclose(bsd.denoise(img, model, fusion=True), plain)  # but it can be asked for
+    assert "fused" not in model.summary()
 
 
 def test_denoise_fusion_paths_agree(atbsn_model, tmp_path):

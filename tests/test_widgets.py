@@ -340,7 +340,8 @@ def test_denoise_layer(make_napari_viewer, qtbot, gray_model, rgb_model, kind):
     qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
     out = _check_output(viewer, layer, "in_denoised", model, 3, axes)
     np.testing.assert_allclose(out.data, bsd.denoise(data, model, axes=axes, blind_spot=3), atol=1e-4)
-    assert out.metadata["napari_bsdenoise"]["fusion"] is True  # AT-BSN at blind spot 3: fused by default
+    # fused by default where the training data's noise was correlated (nn/fusion.py)
+    assert out.metadata["napari_bsdenoise"]["fusion"] is (model.config.noise["correlation_length"] > 0)
     assert out.rgb == layer.rgb
     np.testing.assert_array_equal(layer.data, before)  # the input is never modified
     # denoising again replaces the output layer's data instead of adding "in_denoised [1]"
@@ -350,15 +351,31 @@ def test_denoise_layer(make_napari_viewer, qtbot, gray_model, rgb_model, kind):
     assert [lyr.name for lyr in viewer.layers] == ["in", "in_denoised"]
     assert viewer.layers["in_denoised"].metadata["napari_bsdenoise"]["blind_spot"] == 0
     assert viewer.layers["in_denoised"].metadata["napari_bsdenoise"]["fusion"] is False  # nothing to fuse at 0
-    # the fusion box: off gives the blind-spot output alone
+
+
+def test_denoise_fusion_checkbox(make_napari_viewer, qtbot):
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:64, :64]
+    data = (100 + 40 * np.sin(xx / 5.0) + ndi.uniform_filter(rng.normal(0, 24, (64, 64)), 3)).astype(np.float32)
+    model = bsd.train(data, steps=2, network="tiny", blind_spot=3, patch_size=32, batch_size=2)
+    assert model.config.noise["correlation_length"] > 0  # correlated noise: fusion="auto" applies
+    viewer = make_napari_viewer()
+    viewer.add_image(data, name="in")
+    SESSION.add("corr", model)
+    w = _dock(viewer, "Denoise")
     assert w.fusion_check.isEnabled() and w.fusion_check.isChecked()
-    w.fusion_check.setChecked(False)
-    w.set_blind_spot(3)
-    w.denoise_button.click()
-    qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
-    np.testing.assert_allclose(viewer.layers["in_denoised"].data,
-                               bsd.denoise(data, model, axes=axes, blind_spot=3, fusion=False), atol=1e-4)
-    assert viewer.layers["in_denoised"].metadata["napari_bsdenoise"]["fusion"] is False
+    for checked in (True, False):
+        w.fusion_check.setChecked(checked)
+        w.set_blind_spot(3)
+        w.denoise_button.click()
+        qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+        out = viewer.layers["in_denoised"]
+        np.testing.assert_allclose(out.data, bsd.denoise(data, model, blind_spot=3, fusion=checked), atol=1e-4)
+        assert out.metadata["napari_bsdenoise"]["fusion"] is checked
+    assert not np.allclose(bsd.denoise(data, model, blind_spot=3), bsd.denoise(data, model, blind_spot=3,
+                                                                                 fusion=False))
 
 
 def test_dask_layer_stays_lazy(make_napari_viewer, qtbot, gray_model):

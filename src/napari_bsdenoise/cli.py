@@ -747,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="normalise with this image's statistics (data brighter/darker than the training data)")
     d.add_argument("--no-fusion", action="store_true",
                    help="AT-BSN: the blind-spot output alone, without putting the noisy input back where the "
-                   "output misses detail (the default fuses them against the measured noise level)")
+                   "output misses detail (by default they are fused for correlated noise, against the measured noise level)")
     d.add_argument("--scheduler", choices=["threads", "sync", "distributed"],
                    help="stream chunk by chunk with this dask scheduler (implied by a .zarr input or output); "
                    "'distributed' starts a local cluster of --workers processes")

@@ -92,7 +92,7 @@ class BlindSpotModel:
             return (f"D-BSN: 1-pixel blind spot with noise model; inference default {c.inference_blind_spot} "
                     f"({mode}; 0 = fused, 1 = blind-spot mean)")
         fused = ""
-        if self.method == "atbsn" and c.noise:
+        if self.method == "atbsn" and c.noise and c.noise.get("correlation_length", 1) != 0:
             curve = "its noise curve" if c.noise.get("noise_curve") else "its average noise level (no curve)"
             fused = f"; outputs fused with the noisy input against {curve} (fusion='auto')"
         return f"blind spot: trained at {c.train_blind_spot}, inference default {c.inference_blind_spot}{fused}"

@@ -137,8 +137,9 @@ class DenoiseWidget(QWidget):
         self.fusion_check = QCheckBox("Keep detail the blind spot misses (fuse with the input)")
         self.fusion_check.setChecked(True)
         self.fusion_check.setToolTip(
-            "AT-BSN: put the noisy input back where the blind-spot output differs from it by more than the "
-            "noise the model measured (fine texture, weak noise). Off: the blind-spot output alone.")
+            "AT-BSN on correlated noise: put the noisy input back where the blind-spot output differs from it "
+            "by more than the noise the model measured (fine texture, weak noise). Off: the blind-spot output "
+            "alone.")
         self.fusion_check.toggled.connect(self._on_fusion_toggled)
         col.addWidget(self.fusion_check)
         self.preview_check = QCheckBox("Live preview of the visible area")
