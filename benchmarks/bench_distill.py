@@ -9,7 +9,8 @@ its default inference blind spot (``teacher``); students distilled from it on th
 image with the default teacher set (``noisy`` is the input itself): ``student_multi`` (default: the paper's multi-teacher loss,
 student of the teacher's size, warm start), ``student_mean`` (mean-teacher target) and
 ``student_tiny`` when the teacher is larger; ``student_whole`` is ``student_multi`` with whole-image
-teacher targets (``precompute=True``).  ``--speed`` adds a megapixels/s table of the
+teacher targets (``precompute=True``); ``student_whole_plain`` the same with unfused targets
+(``fusion=False``; the default fuses them like ``denoise`` fuses the teacher's output, docs/fusion.md).  ``--speed`` adds a megapixels/s table of the
 teacher and each student size on a 1024x1024 image on this machine.  Rows are appended to a
 resumable CSV (an interrupted run continues where it stopped).
 """
@@ -30,7 +31,8 @@ def parse_args(argv=None):
     p.add_argument("--teacher-steps", type=int, default=400)
     p.add_argument("--distill-steps", type=int, default=400)
     p.add_argument("--methods", nargs="+", default=["noisy", "teacher", "student_multi", "student_mean"],
-                   choices=["noisy", "teacher", "student_multi", "student_mean", "student_tiny", "student_whole"])
+                   choices=["noisy", "teacher", "student_multi", "student_mean", "student_tiny", "student_whole",
+                            "student_whole_plain"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/distill.csv"))
     p.add_argument("--speed", action="store_true", help="also measure inference speed (MP/s)")
@@ -117,8 +119,10 @@ def main(argv=None) -> int:
                     kw = {"mode": "mean"} if method == "student_mean" else {}
                     if method == "student_tiny":
                         kw["student"] = "tiny"
-                    if method == "student_whole":  # whole-image teacher targets (precompute=True)
+                    if method in ("student_whole", "student_whole_plain"):  # whole-image teacher targets
                         kw["precompute"] = True
+                    if method == "student_whole_plain":
+                        kw["fusion"] = False
                     model = bsd.distill(noisy, teacher, steps=args.distill_steps, seed=0, **kw)
                     info.update(distill_steps=args.distill_steps, distill_s=round(time.perf_counter() - t1, 1),
                                 teachers="/".join(map(str, model.config.training["distillation"]["teacher_blind_spots"])))

@@ -294,6 +294,13 @@ def test_distill_writes_a_student_that_denoises(files, tmp_path, capsys):
     model = load_model(tmp_path / "student.safetensors")
     assert model.is_student and model.config.training["distillation"]["teacher_blind_spots"] == [1, 3, 5]
     assert model.config.training["teacher_targets"] == "whole image"
+    teacher = load_model(files["model"])
+    fusable = teacher.method == "atbsn" and teacher.config.noise["correlation_length"] > 0
+    assert model.config.training["distillation"]["fused_targets"] is fusable
+    rc, _, err = _run(capsys, "distill", files["model"], files["image"], "-o", tmp_path / "plain", "--steps", "2",
+                      "--student", "tiny", "--no-fused-targets", "-q")
+    assert rc == 0, err
+    assert load_model(tmp_path / "plain.safetensors").config.training["distillation"]["fused_targets"] is False
     rc, out, err = _run(capsys, "denoise", tmp_path / "student.safetensors", files["image"], "-o",
                         tmp_path / "d.tif")
     assert rc == 0, err

@@ -137,3 +137,29 @@ def test_fused_network_radius_and_preview(atbsn_model):
         np.testing.assert_allclose(p.render(s), bsd.denoise(img, model, blind_spot=s)[20:60, 10:70], atol=1e-4)
     plain = Preview(model, img, region=(20, 60, 10, 70), fusion=False)
     np.testing.assert_allclose(plain.render(3), bsd.denoise(img, model, blind_spot=3, fusion=False)[20:60, 10:70], atol=1e-4)
+
+
+def test_distillation_targets_are_fused_like_the_teachers_output(atbsn_model):
+    from napari_bsdenoise.api import make_distiller
+
+    model, img = atbsn_model
+    kw = {"steps": 2, "patch_size": 32, "batch_size": 2, "teacher_blind_spots": [0, 1, 3]}
+    fused = make_distiller(img, model, precompute=True, **kw)
+    plain = make_distiller(img, model, precompute=True, fusion=False, **kw)
+    assert fused.fusion is not None and plain.fusion is None
+    # precomputed channels: the input, then the targets at blind spots 0, 1, 3
+    a, b = fused.sampler.data[:, 1:], plain.sampler.data[:, 1:]
+    np.testing.assert_array_equal(a[:, 0], b[:, 0])  # blind spot 0 sees the pixel: not fused
+    for k in (1, 2):
+        assert not np.allclose(a[:, k], b[:, k])
+        want = fuse(torch.from_numpy(np.ascontiguousarray(plain.sampler.data[:, :1])), torch.from_numpy(np.ascontiguousarray(b[:, k : k + 1])), fused.fusion)
+        np.testing.assert_allclose(a[:, k : k + 1], want.numpy(), atol=1e-5)
+    # per-batch targets are fused the same way
+    per_batch = make_distiller(img, model, **kw)
+    x = torch.from_numpy(np.ascontiguousarray(per_batch.sampler.data[:1, :, :64, :64]))
+    outs = per_batch.targets(x)
+    raw = make_distiller(img, model, fusion=False, **kw).targets(x)
+    torch.testing.assert_close(outs[0], raw[0])
+    torch.testing.assert_close(outs[2], fuse(x, raw[2], per_batch.fusion))
+    student = bsd.distill(img, model, **kw)
+    assert student.config.training["distillation"]["fused_targets"] is True

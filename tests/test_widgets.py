@@ -452,7 +452,9 @@ def test_distill_then_denoise_with_the_student(make_napari_viewer, qtbot, teache
     assert denoise.slider.isEnabled()  # the teacher: a tunable blind spot
     _distill_settings(w, 4)
     w.blind_spots_edit.setText("1, 3")
-    assert w.distill_kwargs()["precompute"] is False
+    assert w.distill_kwargs()["precompute"] is False and w.distill_kwargs()["fusion"] == "auto"
+    w.fused_check.setChecked(False)
+    assert w.distill_kwargs()["fusion"] is False
     w.whole_check.setChecked(True)  # whole-image teacher targets
     w.distill_button.click()
     assert w.busy and w.stop_button.isEnabled() and not w.distill_button.isEnabled()
@@ -462,6 +464,7 @@ def test_distill_then_denoise_with_the_student(make_napari_viewer, qtbot, teache
     assert student.is_student and student.inference_blind_spot == 0 and student.config.network.width == 16
     assert w.distiller.blind_spots == (1, 3) and "teacher blind spots 1, 3" in w.device_label.text()
     assert w.distiller.precomputed and student.config.training["teacher_targets"] == "whole image"
+    assert student.config.training["distillation"]["fused_targets"] is False  # the box was unticked
     assert w.progress.value() == 1000 and len(w.loss_plot.train) == 4 and len(w.loss_plot.val) >= 1
     assert "Done: 4 steps" in w.status.text()
     assert SESSION.names() == ["cells model", "cells model student"] and SESSION.get("cells model student") is student

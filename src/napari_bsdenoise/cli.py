@@ -452,7 +452,8 @@ def cmd_distill(args) -> int:
         "precision": args.precision,
     }.items() if v is not None}
     distiller = make_distiller(img.data, teacher, axes=img.axes, warm_start=not args.no_warm_start,
-                               precompute=bool(args.whole_image_targets), **kwargs)
+                               precompute=bool(args.whole_image_targets),
+                               fusion=not args.no_fused_targets and "auto", **kwargs)
     if not args.quiet:
         _note(f"distilling {teacher_path.name} on {img.path.name} {img.data.shape} (axes {img.axes}): "
               f"teachers at blind spots {', '.join(map(str, distiller.blind_spots))}, "
@@ -718,6 +719,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=["multi", "mean"], help="multi: match every teacher (default); "
                    "mean: match their average")
     s.add_argument("--no-warm-start", action="store_true", help="do not copy the teacher's UNet weights")
+    s.add_argument("--no-fused-targets", action="store_true",
+                   help="learn the teacher's blind-spot outputs alone, not fused with the noisy input "
+                   "(by default they are fused as 'denoise' fuses the teacher's output)")
     s.add_argument("--whole-image-targets", action="store_true",
                    help="run the teacher once over the whole image (8 transforms averaged) instead of on every "
                    "batch: ~3.6x faster per step, about equal quality at equal time")

@@ -93,7 +93,8 @@ class DistillTrainer(Trainer):
     loss on held-out patches (no ground truth needed).
     """
 
-    def __init__(self, data, model, *, teacher, blind_spots, mode: str = "multi", precompute=False, **kwargs):
+    def __init__(self, data, model, *, teacher, blind_spots, mode: str = "multi", precompute=False, fusion=None,
+                 **kwargs):
         import numpy as np
         import torch
 
@@ -103,6 +104,7 @@ class DistillTrainer(Trainer):
             raise ValueError(f"precompute must be 'auto', True or False, got {precompute!r}")
         self.blind_spots = tuple(int(s) for s in blind_spots)
         self.mode = mode
+        self.fusion = fusion  # FusionParams: blind-spot targets fused with the input (nn/fusion.py)
         device = kwargs["device"]
         self.teacher = copy.deepcopy(teacher).to(device).eval()
         if device.type == "cpu":
@@ -128,6 +130,7 @@ class DistillTrainer(Trainer):
         equivariant (its rotations share one head), so the student's best answer is the teacher's
         output averaged over the transforms: that average is the precomputed target."""
         import numpy as np
+        import torch
 
         from .patches import dihedral
         from .predict import auto_tile, predict
@@ -140,8 +143,18 @@ class DistillTrainer(Trainer):
             y = predict(heads, x, blind_spot=max(self.blind_spots), device=device, precision=precision, tile=tile)
             y = _undo_dihedral(y.astype(np.float32), k)
             total = y if total is None else total + y
-        outs = np.split(total / 8, len(self.blind_spots), axis=1)
+        outs = self._fused(torch.from_numpy(np.asarray(data, np.float32)),
+                           [torch.from_numpy(o) for o in np.split(total / 8, len(self.blind_spots), axis=1)])
+        outs = [o.numpy() for o in outs]
         return [np.mean(outs, axis=0)] if self.mode == "mean" else outs
+
+    def _fused(self, x, outs: list) -> list:
+        """Blind-spot targets (blind spot >= 1) fused with the noisy input ``x`` when fusion is on."""
+        if self.fusion is None:
+            return outs
+        from ..nn.fusion import fuse
+
+        return [o if s == 0 else fuse(x, o, self.fusion) for s, o in zip(self.blind_spots, outs)]
 
     def describe(self) -> str:
         return (f"distilling on {self.device} ({self.precision}) from teachers at blind spots "
@@ -153,6 +166,7 @@ class DistillTrainer(Trainer):
 
         with torch.no_grad(), autocast(self.device, self.precision):
             outs = [o.float() for o in _teacher_outputs(self.teacher, x, self.blind_spots)]
+            outs = self._fused(x, outs)
         if self.mode == "mean":
             return [torch.stack(outs).mean(0)]
         return outs
@@ -168,4 +182,5 @@ class DistillTrainer(Trainer):
         return sum(self._loss(pred, t) for t in targets) / len(targets)
 
     def _provenance(self) -> dict:
-        return {**super()._provenance(), "teacher_targets": "whole image" if self.precomputed else "per patch"}
+        return {**super()._provenance(), "teacher_targets": "whole image" if self.precomputed else "per patch",
+                "fused_targets": self.fusion is not None}

@@ -141,9 +141,13 @@ class DistillWidget(QWidget):
         self.whole_check = QCheckBox("Whole-image teacher targets (faster steps)")
         self.whole_check.setToolTip("Run the teacher once over the whole layer (8 transforms averaged) instead of "
                                     "on every batch: ~3.6x faster per step, about equal quality at equal time")
+        self.fused_check = QCheckBox("Fused teacher targets (keep the detail blind spots miss)")
+        self.fused_check.setChecked(True)
+        self.fused_check.setToolTip("Learn the teacher's blind-spot outputs fused with the noisy input, as the "
+                                    "Denoise panel shows them (AT-BSN teachers on correlated noise)")
         for label, w in (("Patch size", self.patch_spin), ("Batch size", self.batch_spin),
                          ("Learning rate", self.lr_spin), ("Seed", self.seed_spin), ("", self.warm_check),
-                         ("", self.whole_check)):
+                         ("", self.whole_check), ("", self.fused_check)):
             form.addRow(label, w)
         root.addWidget(self.advanced)
 
@@ -231,7 +235,8 @@ class DistillWidget(QWidget):
         if self.advanced.isChecked():
             kw.update(patch_size=self.patch_spin.value(), batch_size=self.batch_spin.value(),
                       learning_rate=self.lr_spin.value(), seed=self.seed_spin.value(),
-                      warm_start=self.warm_check.isChecked(), precompute=self.whole_check.isChecked())
+                      warm_start=self.warm_check.isChecked(), precompute=self.whole_check.isChecked(),
+                      fusion=self.fused_check.isChecked() and "auto")
         return kw
 
     def distill(self) -> None:
