@@ -573,11 +573,13 @@ def make_distiller(
             "teacher_training": {k: v for k, v in tcfg.training.items() if k != "history"},
         },
     }
-    # the teachers' blind-spot targets fused with the noisy input as denoise fuses the teacher's output
-    fused = _fusion(teacher, 1, _match_normalization(tcfg.normalization, layout), fusion)
+    norm = _match_normalization(config.normalization, layout)
+    # the teachers' blind-spot targets fused with the noisy input (in the data's normalised units) as
+    # denoise fuses the teacher's output
+    fused = _fusion(teacher, 1, norm, fusion)
     config.training["distillation"]["fused_targets"] = fused is not None
     samples = to_samples(arr, layout)
-    data = _normalize(samples, _match_normalization(config.normalization, layout))
+    data = _normalize(samples, norm)
     if config.channel_mode == "independent":
         data = fold_channels(data)
     dev = resolve_device(device)
