@@ -20,10 +20,11 @@ upper bounds), training included.  Rows are appended to a resumable CSV.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
+
+from _threads import limit_threads
 
 METHODS = ("dbsn_mu", "dbsn_fused", "dbsn_student", "atbsn_s1", "bm3d", "dbsn_fused_eqtime")
 
@@ -70,8 +71,7 @@ def pending(C, args, root):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    os.environ.update({v: str(args.threads) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    limit_threads(args.threads)
     import common as C
     import napari_bsdenoise as bsd
     import torch

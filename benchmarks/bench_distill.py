@@ -18,10 +18,11 @@ resumable CSV (an interrupted run continues where it stopped).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
+
+from _threads import limit_threads
 
 
 def parse_args(argv=None):
@@ -77,9 +78,7 @@ def speed(bsd, threads: int, out: Path) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    limit_threads(args.threads)
     import torch
 
     import common as C

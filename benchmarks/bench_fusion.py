@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _threads import limit_threads
 
 
 def parse_args(argv=None):
@@ -95,9 +96,7 @@ def _variants(model, noisy, gt, s):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    limit_threads(args.threads)
     import numpy as np
     import torch
 

@@ -22,11 +22,12 @@ real groups are skipped with a message (exit status 0).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import traceback
 from pathlib import Path
+
+from _threads import limit_threads
 
 ATBSN_METHODS = ("atbsn_s1", "atbsn_s3", "atbsn_s5", "atbsn_t1_s1", "atbsn_auto", "atbsn_s3_raw", "atbsn_auto_raw")
 CLASSICAL = ("noisy", "jinv", "wavelet_cal", "bm3d", "bm3d_oracle")
@@ -99,9 +100,7 @@ def _applicable(method: str, pair) -> bool:
 def main(argv=None) -> int:
     args = parse_args(argv)
     # single-threaded by default: the machine is shared (set before numpy / bm3d / torch load)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    limit_threads(args.threads)
     import numpy as np
 
     import common as C
