@@ -108,7 +108,7 @@ def main(argv=None) -> int:
             if not todo:
                 continue
             t0 = time.perf_counter()
-            from napari_bsdenoise.bsgd import train_bsgd
+            from napari_bsdenoise import train_bsgd
 
             budget = {"steps": args.bsgd_steps} if args.bsgd_steps else {"seconds": args.bsgd_seconds}
             diff = train_bsgd(noisy, guide=bsn, seed=0, t_max=args.t_max, warm_start=not args.no_warm_start,

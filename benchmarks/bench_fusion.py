@@ -48,14 +48,15 @@ def _variants(model, noisy, gt, s):
     import numpy as np
     import torch
 
-    from napari_bsdenoise.api import _fusion
+    import napari_bsdenoise as bsd
+    from napari_bsdenoise.api import resolve_fusion
     from napari_bsdenoise.nn.fusion import fuse, fusion_params
     from napari_bsdenoise.noise import NoiseCorrelation
 
     norm = model.config.normalization
-    raw = np.asarray(model.denoise(noisy, blind_spot=s, fusion=False), np.float64)
+    raw = np.asarray(bsd.denoise(noisy, model, blind_spot=s, fusion=False), np.float64)
     out = {"raw": raw}
-    base = _fusion(model, s, norm, "auto")
+    base = resolve_fusion(model, s, norm, "auto")
     if base is None:
         return out
     rgb = raw.ndim == 3

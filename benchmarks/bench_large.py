@@ -133,7 +133,7 @@ class ForwardTimer:
         self.total, self.lock = 0.0, threading.Lock()
 
     def install(self):
-        from napari_bsdenoise import tiling
+        from napari_bsdenoise.engine import tiling
 
         real = tiling.ModelRef.network
         timer = self
@@ -178,7 +178,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import napari_bsdenoise as bsd
-    from napari_bsdenoise import tiling
+    from napari_bsdenoise.engine import tiling
 
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)

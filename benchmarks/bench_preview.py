@@ -2,7 +2,7 @@
 
     python benchmarks/bench_preview.py [--view 512] [--image 1024] [--repeats 5] [--threads N]
 
-The Denoise widget's preview (napari_bsdenoise.preview.Preview) computes the network features of the
+The Denoise widget's preview (napari_bsdenoise.api.Preview, engine/preview.py) computes the network features of the
 visible area plus a context margin once (when the view or slice changes), then a slider move only
 applies the final shift and the 1x1 head.  This script times both on a ``--view`` square in the
 middle of an ``--image`` square (so the margin is real context), with the default network
@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     import torch
 
     import napari_bsdenoise as bsd
-    from napari_bsdenoise.preview import Preview
+    from napari_bsdenoise.api import Preview
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import napari_bsdenoise as bsd
-from napari_bsdenoise._sample_data import sample_camera
+from napari_bsdenoise.sample_data import sample_camera
 
 
 def psnr(clean, image) -> float:

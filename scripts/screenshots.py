@@ -18,7 +18,7 @@ import os
 import time
 from pathlib import Path
 
-from napari_bsdenoise.widgets._layers import camera, ensure_display
+from napari_bsdenoise.widgets.layers import camera, ensure_display
 
 ensure_display()
 # with an X server (Xvfb), the xcb platform renders the OpenGL canvas; offscreen leaves it black

@@ -7,7 +7,7 @@ import torch
 
 import napari_bsdenoise as bsd
 from napari_bsdenoise.config import ModelConfig, NetworkConfig, Normalization
-from napari_bsdenoise.engine.bsgd_sample import diffusion_losses, guided_refine, hash_normal, window_data
+from napari_bsdenoise.methods.bsgd.sampling import diffusion_losses, guided_refine, hash_normal, window_data
 from napari_bsdenoise.errors import InputError
 from napari_bsdenoise.model import BlindSpotModel
 from napari_bsdenoise.nn.bsgd import BSGDNet, TimeBlindSpotNet
@@ -165,7 +165,7 @@ def test_warm_start_from_the_guide(noisy):
     with torch.no_grad():
         for t in (0.0, 0.5, 1.0):  # before training, the blind-spot branch is the guide at every t
             torch.testing.assert_close(net.bsn(x, torch.full((1,), t), 3), guide.network(x, 3))
-    from napari_bsdenoise.bsgd import make_bsgd_trainer
+    from napari_bsdenoise.api import make_bsgd_trainer
 
     cold = make_bsgd_trainer(noisy, guide=guide, steps=1, patch_size=32, warm_start=False)
     assert cold.model.config.training["bsgd"]["warm_start"] is None
@@ -180,7 +180,7 @@ def test_warm_start_from_the_guide(noisy):
 def test_continue_a_bsgd_model(noisy):
     """``model=`` continues a BSGD model: it starts as the best (same held-out patches and diffusion noise,
     so the same held-out loss), the loss falls or stays, and config and provenance are kept."""
-    from napari_bsdenoise.bsgd import make_bsgd_trainer
+    from napari_bsdenoise.api import make_bsgd_trainer
 
     guide = bsd.train(noisy, steps=2, network="tiny", blind_spot=1)
     first = bsd.train_bsgd(noisy, guide=guide, steps=4, network={"width": 4, "depth": 2}, patch_size=32, t_max=0.6)

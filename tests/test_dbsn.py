@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import napari_bsdenoise as bsd
-from napari_bsdenoise._sample_data import poisson_gaussian
+from napari_bsdenoise.sample_data import poisson_gaussian
 from napari_bsdenoise.errors import InputError
 from napari_bsdenoise.nn.dbsn import DBSN, fuse, gaussian_nll
 

@@ -126,7 +126,7 @@ def test_fusion_needs_a_blind_spot_model(atbsn_model):
 
 
 def test_fused_network_radius_and_preview(atbsn_model):
-    from napari_bsdenoise.preview import Preview
+    from napari_bsdenoise.api import Preview
 
     model, img = atbsn_model
     params = fusion_params(model.config.noise, model.config.normalization.mean, model.config.normalization.std, 1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from npe2 import PluginManifest
 
-from napari_bsdenoise import _sample_data
+from napari_bsdenoise import sample_data as _sample_data
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,8 @@ def test_core_never_imports_napari_or_qt():
     import subprocess
     import sys
 
-    code = ("import sys, napari_bsdenoise as b, napari_bsdenoise.api, napari_bsdenoise.preview, "
-            "napari_bsdenoise.jobs, napari_bsdenoise.tiling, napari_bsdenoise.cli; "
+    code = ("import sys, napari_bsdenoise as b, napari_bsdenoise.api, napari_bsdenoise.engine.preview, "
+            "napari_bsdenoise.engine.progress, napari_bsdenoise.engine.tiling, napari_bsdenoise.cli; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide6')]; "
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 
 import napari_bsdenoise as bsd
+from napari_bsdenoise.api import Preview, iter_events
 from napari_bsdenoise.errors import InputError
-from napari_bsdenoise.jobs import iter_events
-from napari_bsdenoise.preview import Preview
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import napari_bsdenoise as bsd
-from napari_bsdenoise import tiling
+from napari_bsdenoise.engine import tiling
 from napari_bsdenoise.errors import InputError
 
 da = pytest.importorskip("dask.array")
@@ -155,8 +155,8 @@ def test_stores_are_written_chunk_by_chunk_without_the_graph(model, model2c, tmp
     assert tiling.build(str(src), m, **kw).direct is not None
     assert tiling.build(da.from_zarr(str(src)), m, **kw).direct is None
     calls = []
-    real = tiling._Direct.__call__
-    monkeypatch.setattr(tiling._Direct, "__call__", lambda self, i: calls.append(i) or real(self, i))
+    real = tiling.DirectChunks.__call__
+    monkeypatch.setattr(tiling.DirectChunks, "__call__", lambda self, i: calls.append(i) or real(self, i))
     out = bsd.denoise(str(src), m, out=tmp_path / "out.zarr", **kw)
     z = zarr.open_array(str(out), mode="r")
     assert len(calls) == int(np.prod(tiling.build(str(src), m, **kw).result.numblocks)) > 1
@@ -286,7 +286,7 @@ def test_local_cluster_matches_threads(model, tmp_path):
         from_tiff = client.compute(bsd.denoise(tmp_path / "in.tif", model, tile_size=64, client=client)).result()
         path = bsd.denoise(tmp_path / "in.zarr", model, axes="ZYX", tile_size=64, client=client,
                            out=tmp_path / "out.zarr")
-        loaded = client.run(lambda: sorted(k for k in tiling._CACHE if isinstance(k, str)))
+        loaded = client.run(lambda: sorted(k for k in tiling.MODEL_CACHE if isinstance(k, str)))
     # equal up to float rounding: workers run torch with 1 thread, the test process maybe with more,
     # and oneDNN may then pick other convolution kernels
     assert _close(on_cluster, threaded, img) and _close(from_tiff, threaded, img)
@@ -300,7 +300,7 @@ def test_model_ref_pickles_without_weights_on_a_cluster(model):
 
     key, payload = tiling.model_payload(model)
     assert len(pickle.dumps(tiling.ModelRef(key, None))) < 200
-    net = tiling._model_from_payload(payload)
+    net = tiling.model_from_payload(payload)
     sd = model.network.state_dict()
     assert all(np.array_equal(v.numpy(), sd[k].numpy()) for k, v in net.state_dict().items())
 

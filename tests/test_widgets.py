@@ -14,15 +14,15 @@ import os
 import numpy as np
 import pytest
 
-from napari_bsdenoise.widgets._layers import ensure_display
+from napari_bsdenoise.widgets.layers import ensure_display
 
 ensure_display()
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import napari_bsdenoise as bsd  # noqa: E402
 from napari_bsdenoise.widgets import SESSION, DenoiseWidget, DistillWidget, RefineWidget, TrainWidget  # noqa: E402
-from napari_bsdenoise.widgets._denoise import BLIND_SPOTS  # noqa: E402
-from napari_bsdenoise.widgets._layers import camera, detect_axes  # noqa: E402
+from napari_bsdenoise.widgets.denoise import BLIND_SPOTS  # noqa: E402
+from napari_bsdenoise.widgets.layers import camera, detect_axes  # noqa: E402
 
 pytestmark = pytest.mark.gui
 PLUGIN = "napari-bsdenoise"

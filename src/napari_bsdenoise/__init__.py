@@ -10,7 +10,7 @@ The public API (napari-free; importable from scripts, the napari console and the
     bsd.estimate_noise_correlation(noisy).summary()
 """
 
-from ._version import __version__
+from .version import __version__
 from .api import (
     denoise,
     denoise_iter,
@@ -19,9 +19,10 @@ from .api import (
     load_model,
     make_distiller,
     make_trainer,
+    refine,
     train,
+    train_bsgd,
 )
-from .bsgd import refine, train_bsgd
 from .engine.progress import ProgressEvent
 from .errors import BSDenoiseError, InputError, ModelFileError
 from .model import BlindSpotModel

@@ -138,3 +138,7 @@ def unfold_channels(samples: np.ndarray, n_channels: int) -> np.ndarray:
     """Inverse of :func:`fold_channels`."""
     nc, _, y, x = samples.shape
     return samples.reshape(nc // n_channels, n_channels, y, x)
+
+
+#: TIFF/OME series axis letters -> ours (``S`` = samples per pixel, i.e. colour channels).
+TIFF_AXES = {"T": "T", "Z": "Z", "C": "C", "Y": "Y", "X": "X", "S": "C"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import asdict, dataclass, field, fields
 
+from . import registry
 from .errors import InputError
 
 # Network size presets: (encoder width, pooling levels).  "tiny" is the CPU
@@ -28,10 +29,8 @@ DBSN_PRESETS: dict[str, dict[str, int]] = {
     "paper": {"width": 96, "depth": 8},
 }
 MAX_DBSN_DEPTH = 16
+MAX_UNET_DEPTH = 6  # pooling levels of the UNets (AT-BSN, student, BSGD branches)
 LOSSES = ("l1", "l2", "nll")  # nll: D-BSN (L2 for the blind-spot mean, Gaussian NLL for the variances)
-# atbsn: tunable blind spot; dbsn: 1-pixel dilated blind spot + noise model + fusion;
-# student: non-blind UNet distilled from an AT-BSN or D-BSN teacher
-METHODS = ("atbsn", "dbsn", "student", "bsgd")  # bsgd: the two diffusion branches of napari_bsdenoise.bsgd
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -46,19 +45,11 @@ class NetworkConfig:
     depth: int = 4
 
     def validate(self) -> NetworkConfig:
-        if self.method not in METHODS:
-            raise InputError(f"unknown method {self.method!r}; choose one of {METHODS}")
+        registry.get(self.method)  # an InputError naming the registered methods
         for name in ("in_channels", "out_channels", "width", "depth"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise InputError(f"network {name} must be a positive integer, got {v!r}")
-        if self.method == "dbsn":
-            if self.depth > MAX_DBSN_DEPTH:
-                raise InputError(f"D-BSN depth must be at most {MAX_DBSN_DEPTH} blocks, got {self.depth}")
-            if self.in_channels != self.out_channels:
-                raise InputError("D-BSN needs as many output channels as input channels")
-        elif self.depth > 6:
-            raise InputError(f"network depth must be at most 6 pooling levels, got {self.depth}")
         return self
 
 
@@ -114,12 +105,10 @@ class ModelConfig:
             raise InputError(f"channel_mode must be 'joint' or 'independent', got {self.channel_mode!r}")
         if self.loss not in LOSSES:
             raise InputError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if (self.loss == "nll") != (self.network.method == "dbsn") and self.network.method != "student":
+        if self.loss not in registry.get(self.network.method).losses:
             raise InputError(f"loss {self.loss!r} does not apply to method {self.network.method!r} "
                              "(D-BSN trains with 'nll', AT-BSN with 'l1' or 'l2')")
-        if self.network.method == "dbsn" and (self.train_blind_spot != 1 or self.inference_blind_spot > 1):
-            raise InputError("D-BSN has a fixed 1-pixel blind spot: it is trained at 1 and applied at 0 "
-                             "(fused with the noisy pixel) or 1 (the blind-spot mean alone)")
+        registry.get(self.network.method).validate_config(self)
         for name in ("train_blind_spot", "inference_blind_spot"):
             check_blind_spot(getattr(self, name), name)
         return self
@@ -138,3 +127,9 @@ def check_blind_spot(value, name: str = "blind_spot") -> int:
     if v > 63:
         raise InputError(f"{name}={v} is larger than any sensible blind spot (at most 63)")
     return v
+
+
+def check_unet_depth(cfg: ModelConfig) -> None:
+    """The rule every UNet-based method shares: at most :data:`MAX_UNET_DEPTH` pooling levels."""
+    if cfg.network.depth > MAX_UNET_DEPTH:
+        raise InputError(f"network depth must be at most {MAX_UNET_DEPTH} pooling levels, got {cfg.network.depth}")

@@ -70,3 +70,15 @@ def autocast(device, precision: str):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def describe_device(device=None) -> str:
+    """The device that ``device`` (None: the automatic choice) resolves to, for a label or a log."""
+    import torch
+
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return f"CUDA GPU ({torch.cuda.get_device_name(dev)})"
+    if dev.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU ({torch.get_num_threads()} threads)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import modelfile
+from . import modelfile, registry
 from .config import ModelConfig
 from .errors import ModelFileError
 
@@ -12,7 +12,7 @@ from .errors import ModelFileError
 class BlindSpotModel:
     """A trained denoiser.
 
-    Use :func:`napari_bsdenoise.denoise` (or :meth:`denoise`) to apply it,
+    Use :func:`napari_bsdenoise.denoise` to apply it,
     :meth:`save` to write it and :func:`napari_bsdenoise.load_model` to read it.
 
     Attributes
@@ -24,10 +24,8 @@ class BlindSpotModel:
     """
 
     def __init__(self, config: ModelConfig, network=None):
-        from .nn import build_network
-
         self.config = config.validate()
-        self.network = network if network is not None else build_network(config.network)
+        self.network = network if network is not None else registry.build_network(config.network)
         self.network.eval()
 
     # -- convenience -------------------------------------------------------------------------
@@ -52,19 +50,13 @@ class BlindSpotModel:
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.network.parameters())
 
-    def denoise(self, image, **kwargs):
-        """Shortcut for ``napari_bsdenoise.denoise(image, self, **kwargs)``."""
-        from .api import denoise
-
-        return denoise(image, self, **kwargs)
-
     def summary(self) -> str:
         c = self.config
         t = c.training
         lines = [
             f"napari-bsdenoise model ({c.network.method}), {self.n_parameters / 1e6:.3f} M parameters, "
             f"width {c.network.width}, depth {c.network.depth}, {c.network.in_channels} channel(s) in",
-            self._blind_spot_line(),
+            registry.get(c.network.method).describe(self),
             f"data axes {c.axes}, channels {c.channel_mode}, loss {c.loss}, "
             f"normalisation mean {[round(m, 4) for m in c.normalization.mean]} std "
             f"{[round(s, 4) for s in c.normalization.std]}",
@@ -78,24 +70,6 @@ class BlindSpotModel:
             lines.append(f"noise diagnostic: {c.noise.get('summary', '')}")
         lines.append(f"written by napari-bsdenoise {c.version}")
         return "\n".join(lines)
-
-    def _blind_spot_line(self) -> str:
-        c, t = self.config, self.config.training
-        if self.is_student:
-            d = t.get("distillation", {})
-            teacher = "a D-BSN (its fused output)" if d.get("teacher_method") == "dbsn" else "an AT-BSN"
-            return (f"non-blind student distilled from {teacher} trained at blind spot {c.train_blind_spot} "
-                    f"(teachers at {d.get('teacher_blind_spots', '?')})")
-        if self.method == "dbsn":
-            mode = "fused with the noisy pixel (posterior mean)" if c.inference_blind_spot == 0 else \
-                "the blind-spot mean alone"
-            return (f"D-BSN: 1-pixel blind spot with noise model; inference default {c.inference_blind_spot} "
-                    f"({mode}; 0 = fused, 1 = blind-spot mean)")
-        fused = ""
-        if self.method == "atbsn" and c.noise and c.noise.get("correlation_length", 1) != 0:
-            curve = "its noise curve" if c.noise.get("noise_curve") else "its average noise level (no curve)"
-            fused = f"; outputs fused with the noisy input against {curve} (fusion='auto')"
-        return f"blind spot: trained at {c.train_blind_spot}, inference default {c.inference_blind_spot}{fused}"
 
     def __repr__(self) -> str:
         c = self.config

@@ -21,7 +21,7 @@ DEFAULT_TILE = 768
 BYTES_PER_PIXEL_PER_WIDTH = 200
 
 
-def _starts(size: int, tile: int, start: int = 0) -> list[int]:
+def tile_starts(size: int, tile: int, start: int = 0) -> list[int]:
     return list(range(start, size, tile)) if size - start > tile else [start]
 
 
@@ -81,7 +81,7 @@ def predict_iter(network, data: np.ndarray, *, blind_spot: int, device, precisio
     ``roi=(y0, y1, x0, x1)`` predicts only that region (the result then has the roi's shape);
     the rest of ``data`` is context.  ``data``'s origin and ``y0``/``x0`` must lie on the
     network's pooling grid (multiples of ``network.multiple`` in the whole image's frame) for
-    the result to equal the untiled one; this is how :mod:`napari_bsdenoise.tiling` runs one
+    the result to equal the untiled one; this is how :mod:`napari_bsdenoise.engine.tiling` runs one
     dask chunk with its halo.
     """
     import torch
@@ -92,8 +92,8 @@ def predict_iter(network, data: np.ndarray, *, blind_spot: int, device, precisio
     multiple = getattr(network, "multiple", 1)
     if ry0 % multiple or rx0 % multiple:
         raise ValueError(f"roi start ({ry0}, {rx0}) is not on the pooling grid (multiples of {multiple})")
-    ys = [y for y in _starts(ry1, tile, ry0)]
-    xs = [x for x in _starts(rx1, tile, rx0)]
+    ys = [y for y in tile_starts(ry1, tile, ry0)]
+    xs = [x for x in tile_starts(rx1, tile, rx0)]
     h_out, w_out = ry1 - ry0, rx1 - rx0
     out = None
     total = n * len(ys) * len(xs)

@@ -1,7 +1,12 @@
-"""The one progress-event type every long-running job yields (training, denoising, ...)."""
+"""The one progress-event type every long-running job yields (training, denoising, ...), and the
+two ways to consume a job: :func:`run_events` (a callback; return False to stop) and
+:func:`iter_events` (a call that takes ``callback=`` turned into a generator of its events, run in a
+thread: what a GUI worker wants; closing the generator cancels the call at its next event)."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import asdict, dataclass
 
 
@@ -55,3 +60,41 @@ def run_events(gen, callback=None):
         if callback is not None and callback(event) is False:
             gen.close()
             raise InterruptedError("cancelled")
+
+
+_END = object()
+
+
+def iter_events(fn, *args, **kwargs):
+    """Generator: run ``fn(*args, callback=..., **kwargs)`` in a thread, yield its events, return its
+    result (its exception is raised here).  Closing the generator makes the callback return False,
+    which cancels ``fn`` at its next event, and waits for it to end."""
+    events: queue.Queue = queue.Queue()
+    cancel = threading.Event()
+    box: dict = {}
+
+    def callback(event):
+        if cancel.is_set():
+            return False
+        events.put(event)
+        return True
+
+    def run():
+        try:
+            box["result"] = fn(*args, callback=callback, **kwargs)
+        except BaseException as exc:  # handed to the consumer
+            box["error"] = exc
+        finally:
+            events.put(_END)
+
+    thread = threading.Thread(target=run, name="napari-bsdenoise-job", daemon=True)
+    thread.start()
+    try:
+        while (event := events.get()) is not _END:
+            yield event
+    finally:
+        cancel.set()
+        thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")

@@ -20,7 +20,6 @@ import time
 import numpy as np
 
 from ..device import autocast
-from ..model import BlindSpotModel
 from .patches import PatchSampler
 from .progress import ProgressEvent
 
@@ -35,7 +34,7 @@ class Trainer:
     def __init__(
         self,
         data: np.ndarray,
-        model: BlindSpotModel,
+        model,
         *,
         steps: int | None,
         seconds: float | None,
@@ -127,7 +126,7 @@ class Trainer:
         best.eval()
         config = copy.deepcopy(self.config)
         config.training = self._provenance()
-        self.model = BlindSpotModel(config, best)
+        self.model = type(self.model)(config, best)  # the model class of the caller (no import upwards)
 
     def _provenance(self) -> dict:
         return {

@@ -14,7 +14,7 @@ built here from the project's shifted-convolution UNet (:mod:`.shifted`):
   fusion head around a time-conditioned shifted UNet (any blind spot at sampling, as AT-BSN).
 * :class:`BSGDNet` -- both branches in one module (``.conv`` and ``.bsn``) so a model saves and loads
   like any other.  Both predict the clean sample ``x0`` (here: the noisy image ``y``, the diffusion's
-  data) from ``x_t`` (x0-parameterisation, see :mod:`napari_bsdenoise.engine.bsgd_sample`).
+  data) from ``x_t`` (x0-parameterisation, see :mod:`napari_bsdenoise.methods.bsgd.sampling`).
 
 Called like the other networks as ``net(x, blind_spot)`` it returns the blind-spot branch's estimate at
 ``t = 0`` (an ordinary blind-spot denoiser), so ``denoise`` and the tiling path accept a BSGD model;
@@ -136,7 +136,7 @@ class BSGDNet(nn.Module):
     in_channels, out_channels : int
         1 for grey/fluorescence, 3 for RGB.
     width, depth : int
-        Encoder width and pooling levels of *each* branch (presets in :mod:`napari_bsdenoise.bsgd`).
+        Encoder width and pooling levels of *each* branch (presets in :mod:`napari_bsdenoise.methods.bsgd.checks`).
     """
 
     def __init__(self, in_channels: int = 1, out_channels: int | None = None, *, width: int = 16, depth: int = 3):

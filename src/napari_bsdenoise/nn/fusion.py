@@ -50,14 +50,12 @@ class FusionParams:
     margin: float
 
 
-def fusion_params(noise: dict, mean, std, n_channels: int, *, window: int = DEFAULT_WINDOW,
-                  z: float = DEFAULT_Z) -> FusionParams:
-    """:class:`FusionParams` from a model's noise record (``config.noise``) and normalisation.
-
-    ``mean``/``std`` are per data channel; ``n_channels`` is the network's input channels (1 for
-    independent channels: all of them then share the largest normalised noise variance at each
-    intensity, which keeps the gate conservative for every channel).
-    """
+def noise_knots(noise: dict, mean, std, n_channels: int) -> tuple[tuple, tuple]:
+    """``(intensities, variances)``: per network input channel, the knots of the noise variance as a
+    function of the intensity, in the normalised units of ``mean``/``std`` (per data channel), from a
+    model's noise record (``config.noise``).  With one network channel for several data channels
+    (independent channels) all share the largest normalised variance at each intensity, which keeps
+    a test against the noise conservative for every channel."""
     from ..noise import NoiseCorrelation
 
     est = NoiseCorrelation.from_dict(noise)
@@ -77,9 +75,29 @@ def fusion_params(noise: dict, mean, std, n_channels: int, *, window: int = DEFA
     for mu, var in curves:  # pad to a common length by repeating the last knot
         rows_mu.append(tuple(np.pad(mu, (0, k - len(mu)), mode="edge").tolist()))
         rows_var.append(tuple(np.pad(var, (0, k - len(var)), mode="edge").tolist()))
-    acf = np.asarray(est.autocorrelation, float)
+    return tuple(rows_mu), tuple(rows_var)
+
+
+def fusion_params(noise: dict, mean, std, n_channels: int, *, window: int = DEFAULT_WINDOW,
+                  z: float = DEFAULT_Z) -> FusionParams:
+    """:class:`FusionParams` from a model's noise record (``config.noise``) and normalisation.
+
+    ``mean``/``std`` are per data channel; ``n_channels`` is the network's input channels (see
+    :func:`noise_knots`).
+    """
+    rows_mu, rows_var = noise_knots(noise, mean, std, n_channels)
+    acf = np.asarray(noise["autocorrelation"], float)
     n_eff = window * window / max(float(np.sum(acf**2)), 1.0)
-    return FusionParams(tuple(rows_mu), tuple(rows_var), int(window), 1.0 + z * math.sqrt(2.0 / n_eff))
+    return FusionParams(rows_mu, rows_var, int(window), 1.0 + z * math.sqrt(2.0 / n_eff))
+
+
+def noise_variance(x: torch.Tensor, params) -> torch.Tensor:
+    """The noise variance at intensity ``x`` (N, C, Y, X) from ``params.intensities``/``variances``."""
+    mu = torch.tensor(params.intensities, dtype=torch.float32, device=x.device)
+    var = torch.tensor(params.variances, dtype=torch.float32, device=x.device)
+    if mu.shape[0] != x.shape[1]:
+        mu, var = mu[:1].expand(x.shape[1], -1), var[:1].expand(x.shape[1], -1)
+    return _interp(x, mu, var)
 
 
 def _interp(x: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
@@ -106,12 +124,8 @@ def fuse(x: torch.Tensor, f: torch.Tensor, params: FusionParams) -> torch.Tensor
 
 
 def _fuse(x: torch.Tensor, f: torch.Tensor, params: FusionParams) -> torch.Tensor:
-    mu = torch.tensor(params.intensities, dtype=torch.float32, device=f.device)
-    var = torch.tensor(params.variances, dtype=torch.float32, device=f.device)
-    if mu.shape[0] != f.shape[1]:
-        mu, var = mu[:1].expand(f.shape[1], -1), var[:1].expand(f.shape[1], -1)
     r = x - f
-    energy = (r * r / _interp(f, mu, var)).mean(dim=1, keepdim=True)
+    energy = (r * r / noise_variance(f, params)).mean(dim=1, keepdim=True)
     k = params.window
     v = F.avg_pool2d(energy, k, stride=1, padding=k // 2, count_include_pad=False)
     gain = (1.0 - params.margin / v.clamp_min(1e-12)).clamp(0.0, 1.0)

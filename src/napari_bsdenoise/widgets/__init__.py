@@ -4,10 +4,10 @@ Dock them from the napari console with
 ``viewer.window.add_plugin_dock_widget("napari-bsdenoise", "Train")`` (or ``"Denoise"``, ``"Distill"``, ``"Refine"``).
 """
 
-from ._denoise import DenoiseWidget
-from ._distill import DistillWidget
-from ._refine import RefineWidget
-from ._session import SESSION, ModelRegistry
-from ._train import TrainWidget
+from .denoise import DenoiseWidget
+from .distill import DistillWidget
+from .refine import RefineWidget
+from .session import SESSION, ModelRegistry
+from .train import TrainWidget
 
 __all__ = ["SESSION", "DenoiseWidget", "DistillWidget", "ModelRegistry", "RefineWidget", "TrainWidget"]

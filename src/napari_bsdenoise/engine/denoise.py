@@ -1,0 +1,52 @@
+"""In-memory denoising of a numpy array with a model (the tiles of one pass; for larger-than-memory
+data see :mod:`napari_bsdenoise.engine.tiling`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..axes import fold_channels, from_samples, to_samples, unfold_channels
+from ..inputs import convert_dtype, denormalize, match_normalization, normalization_of, normalize
+from .inference import inference_layout, inference_network
+from .progress import run_events
+
+
+def drive(gen, callback):
+    """Run a denoising generator to its result; ``callback`` returning False cancels."""
+    try:
+        return run_events(gen, callback)
+    except InterruptedError:
+        raise InterruptedError("denoising was cancelled") from None
+
+
+def denoise_array(arr: np.ndarray, model, *, axes: str | None = None, blind_spot: int | None = None, device=None,
+                  precision: str = "auto", tile_size: int | None = None, renormalize: bool = False,
+                  callback=None, dtype: str = "float32", fusion="auto") -> np.ndarray:
+    """``arr`` (a checked numpy array) denoised by ``model``: float32 in the input's units and shape,
+    or ``dtype`` (``"input"``: the input's type, rounded and clipped).  Keywords as
+    :func:`napari_bsdenoise.denoise`."""
+    from ..device import resolve_device, resolve_precision
+    from .predict import predict_iter
+
+    if dtype not in ("float32", "input"):
+        np.dtype(dtype)  # fail early on a bad dtype
+    cfg = model.config
+    layout, s = inference_layout(arr, model, axes, blind_spot)
+    samples = to_samples(arr, layout)
+    norm = normalization_of(samples) if renormalize else match_normalization(cfg.normalization, layout)
+    data = normalize(samples, norm)
+    independent = cfg.channel_mode == "independent"
+    if independent:
+        data = fold_channels(data)
+    dev = resolve_device(device)
+    net = inference_network(model, s, norm, fusion)
+    gen = predict_iter(net, data, blind_spot=s, device=dev, precision=resolve_precision(precision, dev),
+                       tile=tile_size)
+    out = drive(gen, callback)
+    model.network.to("cpu")
+    if independent:
+        out = unfold_channels(out, layout.n_channels)
+    result = np.ascontiguousarray(from_samples(denormalize(out, norm), layout), dtype=np.float32)
+    if dtype != "float32":
+        result = convert_dtype(result, arr.dtype if dtype == "input" else dtype)
+    return result

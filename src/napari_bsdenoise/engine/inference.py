@@ -1,0 +1,59 @@
+"""What runs at inference: the checked layout and blind spot, and the module (the network, or the
+network fused with the noisy input) for a model.  Shared by in-memory denoising, tiling, the preview
+and distillation; method-specific rules come from the method registry.
+"""
+
+from __future__ import annotations
+
+from .. import registry
+from ..axes import SampleLayout
+from ..config import Normalization, check_blind_spot
+from ..errors import InputError
+from ..inputs import sample_layout
+
+
+def inference_layout(x, model, axes: str | None, blind_spot) -> tuple[SampleLayout, int]:
+    """Layout and blind spot for denoising ``x`` (any array-like with shape) with ``model``, checked."""
+    cfg = model.config
+    layout = sample_layout(x, axes, cfg.channel_mode)
+    s = cfg.inference_blind_spot if blind_spot is None else check_blind_spot(blind_spot)
+    registry.get(model.method).check_inference_blind_spot(s)
+    h, w = layout.spatial_shape
+    if min(h, w) <= max(s, 2):
+        raise InputError(f"the image ({h}x{w} pixels) is too small for a blind spot of {s} pixels")
+    if cfg.channel_mode == "joint" and layout.n_channels != cfg.network.in_channels:
+        raise InputError(
+            f"the model takes {cfg.network.in_channels}-channel images and this one has {layout.n_channels} "
+            f"(axes {layout.axes}, shape {tuple(x.shape)})"
+        )
+    return layout, s
+
+
+def resolve_fusion(model, blind_spot: int, norm: Normalization, fusion):
+    """The :class:`~napari_bsdenoise.nn.fusion.FusionParams` for denoising with ``model`` at
+    ``blind_spot`` in the units of ``norm``, or None when the output is the network's alone.
+
+    ``fusion``: ``"auto"`` (the method decides), ``True`` (insist, and say why it cannot), ``False``.
+    """
+    if fusion not in ("auto", True, False):
+        raise InputError(f"fusion must be 'auto', True or False, got {fusion!r}")
+    if fusion is False:
+        return None
+    spec = registry.get(model.method)
+    if spec.fusion is None:
+        why_not = f"a {model.method} model ({spec.no_fusion_reason})"
+    else:
+        params, why_not = spec.fusion(model, blind_spot, norm, fusion)
+        if why_not is None:
+            return params
+    if fusion is True:
+        raise InputError(f"fusion=True does not apply to {why_not}")
+    return None
+
+
+def inference_network(model, blind_spot: int, norm: Normalization, fusion):
+    """The module that denoises: the model's network, wrapped in the noisy-input fusion if it applies."""
+    from ..nn.fusion import FusedNetwork
+
+    params = resolve_fusion(model, blind_spot, norm, fusion)
+    return model.network if params is None else FusedNetwork(model.network, params)

@@ -1,0 +1,205 @@
+"""Training of the blind-spot methods (AT-BSN, D-BSN): data, noise diagnostic, method choice, start
+model and trainer, with the method-specific rules in each method's :class:`BlindSpotTraining`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+from .. import registry
+from ..axes import fold_channels, to_samples
+from ..config import ModelConfig, NetworkConfig, check_blind_spot
+from ..defaults import (DEFAULT_BATCH_SIZE, DEFAULT_LEARNING_RATE, DEFAULT_PATCH_SIZE,
+                        DEFAULT_VALIDATION_FRACTION)
+from ..errors import InputError
+from ..inputs import (check_budget, check_image, check_trainable_size, loop_settings, match_normalization,
+                      normalization_of, normalize, sample_layout)
+from ..model import BlindSpotModel
+from ..version import __version__
+
+
+@dataclass(frozen=True)
+class BlindSpotTraining:
+    """How one blind-spot method trains (``Method.extras["training"]``).
+
+    ``blind_spots(blind_spot, s_train, inference_blind_spot, noise) -> (s_train, s_inf)`` resolves the
+    training and default inference blind spots (``s_train`` is None for ``blind_spot="auto"``);
+    ``loss(loss, layout) -> loss`` resolves ``loss="auto"`` and refuses what does not apply;
+    ``initialise(model, noise)`` may set up a new model from the noise diagnostic.
+    """
+
+    trainer: type
+    blind_spots: Callable
+    loss: Callable
+    initialise: Callable | None = None
+
+
+def recommended_method(noise) -> str:
+    """``"dbsn"`` for pixel-independent noise (a 1-pixel blind spot plus a noise model is optimal),
+    ``"atbsn"`` for spatially correlated noise (it needs a larger, tunable blind spot)."""
+    return "dbsn" if noise.pixel_independent else "atbsn"
+
+
+def choose_method(method: str, blind_spot, noise) -> tuple[str, str]:
+    """The method to train and why (a sentence stored in the model and shown in the progress)."""
+    if method != "auto":
+        why = f"method={method!r} chosen by the user"
+        if method == "dbsn" and not noise.pixel_independent:
+            why += (f"; note: the noise looks spatially correlated over ~{noise.correlation_length} px, which a "
+                    "1-pixel blind spot copies (method='atbsn' suits it)")
+        return method, why
+    if blind_spot != "auto":
+        if blind_spot == 1:
+            return "dbsn", "auto: blind_spot=1 given (pixel-independent noise): D-BSN"
+        return "atbsn", f"auto: blind_spot={blind_spot} given (correlated noise): AT-BSN"
+    if noise.pixel_independent:
+        return "dbsn", (f"auto: the noise looks pixel-independent (lag-1 correlation x {noise.lag1_x:.2f}, "
+                        f"y {noise.lag1_y:.2f}): D-BSN, 1-pixel blind spot with noise model and fusion")
+    return "atbsn", (f"auto: the noise looks spatially correlated over ~{noise.correlation_length} px (lag-1 "
+                     f"correlation x {noise.lag1_x:.2f}, y {noise.lag1_y:.2f}): AT-BSN with blind spot "
+                     f"{noise.train_blind_spot}")
+
+
+def network_fields(network, presets, device) -> dict:
+    """NetworkConfig fields from a size name (``"auto"``: tiny on the CPU, small on a GPU) or a dict."""
+    if network == "auto":
+        network = "tiny" if device.type == "cpu" else "small"
+    if isinstance(network, str):
+        if network not in presets:
+            raise InputError(f"network must be one of {sorted(presets)} or a dict, got {network!r}")
+        return dict(presets[network])
+    if isinstance(network, dict):
+        return dict(network)
+    raise InputError(f"network must be one of {sorted(presets)} or a dict, got {network!r}")
+
+
+def make_blindspot_trainer(
+    image,
+    *,
+    method: str,
+    axes: str | None = None,
+    blind_spot="auto",
+    inference_blind_spot: int | None = None,
+    steps: int | None = None,
+    seconds: float | None = None,
+    seed: int = 0,
+    device=None,
+    network: str | dict = "auto",
+    loss: str = "auto",
+    patch_size: int = DEFAULT_PATCH_SIZE,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    learning_rate: float = DEFAULT_LEARNING_RATE,
+    precision: str = "auto",
+    channels: str | None = None,
+    model: BlindSpotModel | None = None,
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+):
+    """A trainer of ``method`` (``"atbsn"``, ``"dbsn"`` or ``"auto"``: chosen from the noise
+    diagnostic) on ``image``; arguments as :func:`napari_bsdenoise.train`."""
+    from ..device import resolve_device
+    from ..noise import estimate_noise_correlation_samples
+
+    arr = check_image(image)
+    steps = check_budget(steps, seconds, patch_size, batch_size, learning_rate)
+    layout = sample_layout(arr, axes, channels)
+    check_trainable_size(layout)
+    h, w = layout.spatial_shape
+    s_train = None
+    if isinstance(blind_spot, str):
+        if blind_spot != "auto":
+            raise InputError(f"blind_spot must be 'auto' or an odd integer, got {blind_spot!r}")
+    else:
+        s_train = check_blind_spot(blind_spot, "blind_spot")
+        if s_train == 0:
+            raise InputError("blind_spot=0 cannot be used for training: a network that sees the pixel it "
+                             "predicts learns the identity (train with 1 or more)")
+    if inference_blind_spot is not None:
+        check_blind_spot(inference_blind_spot, "inference_blind_spot")
+    samples = to_samples(arr, layout)
+    noise = estimate_noise_correlation_samples(samples)
+    method, reason = choose_method(method, blind_spot, noise)
+    spec = registry.get(method)
+    rules: BlindSpotTraining = spec.extras["training"]
+    s_train, s_inf = rules.blind_spots(blind_spot, s_train, inference_blind_spot, noise)
+    if min(h, w) <= 2 * s_train:
+        raise InputError(f"the image ({h}x{w}) is too small for a training blind spot of {s_train} pixels")
+
+    dev = resolve_device(device)
+    if model is not None:
+        if not isinstance(model, BlindSpotModel):
+            raise InputError(f"model must be a BlindSpotModel (from train or load_model), got {type(model).__name__}")
+        if model.is_student:
+            raise InputError("this model is a distilled student: continue it with distill(image, teacher, "
+                             "student=model), not with train")
+        if model.method != method:
+            raise InputError(f"this model is {model.method!r}; it cannot be continued with method={method!r}")
+        config = ModelConfig.from_dict(model.config.to_dict())
+        config.train_blind_spot, config.inference_blind_spot = s_train, s_inf
+        norm = config.normalization
+        n_data_c = layout.n_channels
+        if config.channel_mode == "joint" and config.network.in_channels != n_data_c:
+            raise InputError(f"the model takes {config.network.in_channels} channels, the image has {n_data_c}")
+        start = BlindSpotModel(config, copy.deepcopy(model.network))
+    else:
+        loss = rules.loss(loss, layout)
+        net_kwargs = network_fields(network, spec.presets, dev)
+        n_in = layout.n_channels if layout.channel_mode == "joint" else 1
+        norm = normalization_of(samples)
+        config = ModelConfig(
+            network=NetworkConfig(method=method, in_channels=n_in, out_channels=n_in, **net_kwargs),
+            normalization=norm,
+            channel_mode=layout.channel_mode,
+            train_blind_spot=s_train,
+            inference_blind_spot=s_inf,
+            loss=loss,
+            axes=layout.axes,
+            version=__version__,
+        )
+        config.validate()
+        import torch
+
+        torch.manual_seed(seed)  # weight initialisation is part of a seeded run
+        start = BlindSpotModel(config)
+        if rules.initialise is not None:
+            rules.initialise(start, noise)
+    config.noise = noise.to_dict()
+    config.noise["summary"] = noise.summary()
+    config.noise["recommended_method"] = recommended_method(noise)
+    config.training = {"data_shape": list(arr.shape), "data_dtype": str(arr.dtype), "data_axes": layout.axes,
+                       "method": method, "method_reason": reason}
+    data = normalize(samples, match_normalization(norm, layout))
+    if config.channel_mode == "independent":
+        data = fold_channels(data)
+    # a patch must hold plenty of context around a large blind spot: with s=9 on
+    # 32-px patches most of what a branch sees is padding and training fails
+    patch_size = max(patch_size, 8 * s_train)
+    return rules.trainer(
+        data,
+        start,
+        **loop_settings(steps, seconds, patch_size, batch_size, learning_rate, seed, dev, precision,
+                        validation_fraction),
+    )
+
+
+def atbsn_blind_spots(blind_spot, s_train, inference_blind_spot, noise) -> tuple[int, int]:
+    """AT-BSN: the diagnostic's blind spots for ``"auto"``; a given training blind spot keeps the
+    diagnostic's inference blind spot when that is smaller."""
+    if s_train is None:
+        s_train, s_inf = noise.train_blind_spot, noise.inference_blind_spot
+    else:
+        s_inf = min(noise.inference_blind_spot, s_train)
+    return s_train, (s_inf if inference_blind_spot is None else int(inference_blind_spot))
+
+
+def atbsn_loss(loss, layout) -> str:
+    """AT-BSN: L1 for RGB camera images, L2 (the mean, right for photon counts) otherwise."""
+    if loss == "nll":
+        raise InputError("loss='nll' is D-BSN's (method='dbsn'); AT-BSN trains with 'l1' or 'l2'")
+    if loss == "auto":
+        loss = "l1" if (layout.channel_mode == "joint" and layout.n_channels >= 3) else "l2"
+    return loss
+
+

@@ -1,0 +1,136 @@
+"""BSGD refinement: guided DDIM sampling of the guide's result with the two diffusion branches."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ...axes import fold_channels, from_samples, to_samples, unfold_channels
+from ...engine.inference import inference_layout
+from ...engine.denoise import denoise_array
+from ...errors import InputError
+from ...inputs import check_image, denormalize, match_normalization, normalize
+from ...model import BlindSpotModel
+from .checks import (DEFAULT_GUIDANCE, DEFAULT_REPLACE, DEFAULT_ROUNDS, DEFAULT_SAMPLING_STEPS, DEFAULT_T_START,
+                     check_bsgd_model, check_guide_model)
+
+
+def _start_image(arr, guide, layout, axes, device, callback):
+    """The guide's result for ``arr`` in image units (``None`` without a guide)."""
+    if guide is None:
+        return None
+    if isinstance(guide, BlindSpotModel):
+        check_guide_model(guide)
+        return denoise_array(arr, guide, axes=layout.axes if axes is None else axes, device=device, callback=callback)
+    g = check_image(guide, name="guide")
+    if g.shape != arr.shape:
+        raise InputError(f"the guide result has shape {g.shape} and the image {arr.shape}; they must match")
+    return g
+
+
+def refine(
+    image,
+    model: BlindSpotModel,
+    *,
+    guide=None,
+    axes: str | None = None,
+    sampling_steps: int = DEFAULT_SAMPLING_STEPS,
+    guidance: float = DEFAULT_GUIDANCE,
+    rounds: int = DEFAULT_ROUNDS,
+    t_start: float = DEFAULT_T_START,
+    replace: float = DEFAULT_REPLACE,
+    blind_spot: int | None = None,
+    seed: int = 0,
+    device=None,
+    tile_size: int | None = None,
+    callback=None,
+) -> np.ndarray:
+    """Refine ``image`` by blind-spot guided diffusion sampling with a model from :func:`train_bsgd`.
+
+    Each of ``rounds`` rounds replaces a complementary random subset (fraction ``replace``) of the start
+    image with the noisy input, diffuses it to ``t_start`` and runs ``sampling_steps`` deterministic DDIM
+    steps with ``x0 = x0_conv + guidance * (x0_bsn - x0_conv)`` (the same as mixing the predicted noise);
+    the rounds are averaged.  The random numbers are a function of ``seed`` and the global pixel
+    coordinates, so the result is reproducible and identical for any tiling.
+
+    Parameters
+    ----------
+    image : array_like
+        Noisy image or stack (numpy), axes among T, Z, C, Y, X.
+    model : BlindSpotModel
+        A BSGD model (``method == "bsgd"``).
+    guide : BlindSpotModel or array_like, optional
+        Start from this model's result (it is run first) or from this precomputed result (same shape as
+        ``image``); ``None`` starts from the noisy image itself (then use a larger ``t_start``).
+    sampling_steps, guidance, rounds, t_start, replace : optional
+        DDIM steps, guidance weight ``w`` (0: conventional branch only, 1: blind-spot branch only), rounds
+        averaged, start time in (0, 1] and fraction of values re-injected from the noisy image per round.
+    blind_spot : int, optional
+        Blind spot of the blind-spot branch while sampling (default: the model's inference blind spot).
+    seed : int
+        Seeds the diffusion noise and replacement masks.
+    device, tile_size : optional
+        As in :func:`napari_bsdenoise.denoise`; the tile halo is ``sampling_steps`` times the branches'
+        receptive radius.
+    callback : callable, optional
+        Called with a :class:`ProgressEvent` after every DDIM step (and the guide's tiles); return
+        ``False`` to cancel (raises :class:`InterruptedError`).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, the input's shape and units.
+    """
+    from ...device import resolve_device
+    from ...engine.predict import predict_iter, tile_plan, tile_starts
+    from ...engine.progress import ProgressEvent, run_events
+    from .sampling import RefineWindow, check_sampling, window_data
+
+    model = check_bsgd_model(model)
+    arr = check_image(image)
+    try:
+        check_sampling(sampling_steps, guidance, rounds, t_start, replace)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise InputError(f"seed must be an integer, got {seed!r}")
+    cfg = model.config
+    layout, s = inference_layout(arr, model, axes, blind_spot)
+    norm = match_normalization(cfg.normalization, layout)
+    start_img = _start_image(arr, guide, layout, axes, device, callback)
+    y = normalize(to_samples(arr, layout), norm)
+    start = y if start_img is None else normalize(to_samples(start_img, layout), norm)
+    independent = cfg.channel_mode == "independent"
+    if independent:
+        y, start = fold_channels(y), fold_channels(start)
+    data = window_data(y, start)
+    dev = resolve_device(device)
+
+    n, _c, h, w = y.shape
+    refiner = RefineWindow(model.network, channels=y.shape[1], steps=sampling_steps, guidance=float(guidance),
+                           rounds=rounds, t_start=float(t_start), replace=float(replace), seed=int(seed))
+    tile, _halo = tile_plan(refiner, s, tile_size, None)
+    total = n * len(tile_starts(h, tile)) * len(tile_starts(w, tile)) * rounds * sampling_steps
+    state = {"done": 0, "t0": time.perf_counter()}
+
+    def on_step(_round, _step):
+        state["done"] += 1
+        done, elapsed = state["done"], time.perf_counter() - state["t0"]
+        frac = done / total
+        event = ProgressEvent("step", done, total, frac, elapsed, elapsed * (1 - frac) / frac,
+                              message="BSGD refinement")
+        if callback is not None and callback(event) is False:
+            raise InterruptedError("refinement was cancelled")
+
+    refiner.on_step = on_step
+    try:
+        out = run_events(predict_iter(refiner, data, blind_spot=s, device=dev, precision="fp32", tile=tile_size))
+    finally:
+        model.network.to("cpu")
+    if callback is not None:
+        callback(ProgressEvent("done", total, total, 1.0, time.perf_counter() - state["t0"], 0.0,
+                               message="BSGD refinement done"))
+    if independent:
+        out = unfold_channels(out, layout.n_channels)
+    return np.ascontiguousarray(from_samples(denormalize(out, norm), layout), dtype=np.float32)
