@@ -43,3 +43,48 @@ def smooth_image():
 
     img = data.camera()[100:356, 150:406].astype(np.float32)
     return transform.resize(img, (96, 96), anti_aliasing=True, preserve_range=True).astype(np.float32) * 200 / 255
+
+
+# -- tiny trained models for the napari widget tests (tests/test_widgets_*.py) -----------------
+# Session-scoped so each is trained once for the whole run however the widget tests are split.
+# The imports are inside the fixtures: only the widget tests (which start the headless display
+# through widget_helpers) ever build these.
+@pytest.fixture(scope="session")
+def gray_model():
+    import napari_bsdenoise as bsd
+    from widget_helpers import _noisy
+
+    return bsd.train(_noisy((64, 64)), steps=2, network="tiny", blind_spot=1, patch_size=32, batch_size=2)
+
+
+@pytest.fixture(scope="session")
+def rgb_model():
+    import napari_bsdenoise as bsd
+    from widget_helpers import _noisy
+
+    rgb = np.stack([_noisy((64, 64), seed=c, dtype=np.uint8) for c in range(3)], axis=-1)
+    return bsd.train(rgb, steps=2, network="tiny", blind_spot=1, patch_size=32, batch_size=2)
+
+
+@pytest.fixture(scope="session")
+def teacher():
+    import napari_bsdenoise as bsd
+    from widget_helpers import _noisy
+
+    return bsd.train(_noisy((64, 64)), steps=3, network="tiny", blind_spot=1, patch_size=32, batch_size=2)
+
+
+@pytest.fixture(scope="session")
+def small_guide():
+    import napari_bsdenoise as bsd
+    from widget_helpers import _noisy
+
+    return bsd.train(_noisy((48, 48)), steps=2, network="tiny", blind_spot=1)
+
+
+@pytest.fixture(scope="session")
+def small_bsgd(small_guide):
+    import napari_bsdenoise as bsd
+    from widget_helpers import _noisy
+
+    return bsd.train(_noisy((48, 48)), method="bsgd", guide=small_guide, steps=2, network="tiny")
