@@ -53,3 +53,15 @@ def append_result(path: Path, row: dict) -> None:
         w.writerow(out)
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def append_rows(path: Path, fields, rows: list[dict]) -> None:
+    """Append ``rows`` with the columns ``fields`` to a CSV (a header first when the file is new)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.is_file() or path.stat().st_size == 0
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(fields))
+        if new:
+            w.writeheader()
+        w.writerows(rows)

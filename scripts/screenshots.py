@@ -7,7 +7,7 @@ docks the Denoise widget with the live preview of a zoomed-in view, and denoises
 docks the Distill widget and distils the trained model into a tiny student, then docks the
 Refine widget, trains the BSGD diffusion branches next to the trained model and refines the layer.
 Needs an X server for napari's OpenGL canvas: an Xvfb server is started when there is no
-DISPLAY (scripts/setup.sh testing installs it).  Writes train_widget.png, denoise_widget.png,
+DISPLAY (scripts/setup.sh testing installs it).  Writes train_widget.png, auto_widget.png, denoise_widget.png,
 denoise_result_widget.png, distill_widget.png and refine_widget.png.
 """
 
@@ -63,6 +63,7 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--distill-steps", type=int, default=100)
     ap.add_argument("--bsgd-steps", type=int, default=60)
+    ap.add_argument("--auto-seconds", type=int, default=60, help="budget of the Auto run (auto_widget.png)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "images")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -84,6 +85,11 @@ def main(argv=None) -> None:
     train.train_button.click()
     wait(app, lambda: not train.busy)
     shot(viewer, app, args.out / "train_widget.png")
+    train.auto_seconds.setValue(args.auto_seconds)  # the one-button section, on the same layer
+    train.auto_button.click()
+    wait(app, lambda: not train.busy)
+    shot(viewer, app, args.out / "auto_widget.png")
+    viewer.layers.remove("nuclei (noisy)_denoised")
 
     viewer.window.remove_dock_widget(train_dock)  # the trained model stays in the session
     denoise_dock, denoise = viewer.window.add_plugin_dock_widget("napari-bsdenoise", "Denoise")

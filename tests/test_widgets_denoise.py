@@ -209,3 +209,25 @@ def test_denoise_to_a_zarr_file_and_cancel(make_napari_viewer, qtbot, gray_model
     qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
     assert "big_denoised" not in viewer.layers
     assert "Cancelled" in w.status.text() and any("cancelled" in m for m in _records()[n:])
+
+
+def test_denoise_hot_pixel_checkbox(make_napari_viewer, qtbot, gray_model):
+    data = _noisy((64, 64))
+    data[8, 40] += 5000  # a hot pixel (in the flat sky of the camera image)
+    viewer = make_napari_viewer()
+    viewer.add_image(data, name="in")
+    SESSION.add("m", gray_model)
+    w = _dock(viewer, "Denoise")
+    assert w.hot_pixels_check.isChecked()
+    w.fusion_check.setChecked(False)
+    for checked, mode in ((True, "auto"), (False, "keep")):
+        w.hot_pixels_check.setChecked(checked)
+        w.set_blind_spot(0)  # non-blind: the hot pixel comes back unless it is repaired
+        w.denoise_button.click()
+        qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+        out = viewer.layers["in_denoised"]
+        np.testing.assert_allclose(out.data, bsd.denoise(data, gray_model, blind_spot=0, hot_pixels=mode), atol=1e-4)
+        meta = out.metadata["napari_bsdenoise"]
+        assert meta["hot_pixels"] == mode and meta.get("hot_pixels_repaired", 0) == (1 if checked else 0)
+    assert not np.allclose(bsd.denoise(data, gray_model, blind_spot=0),
+                           bsd.denoise(data, gray_model, blind_spot=0, hot_pixels="keep"))

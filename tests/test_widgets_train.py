@@ -159,3 +159,36 @@ def test_bad_layer_gives_a_notification(make_napari_viewer, qtbot, data, message
     new = _records()[n:]
     assert any(message in m for m in new), new
     assert w.model is None
+
+
+# -- the one-button Auto section ---------------------------------------------------------------
+def test_auto_denoise_button_adds_the_result_and_the_models(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    data = _noisy((64, 64))
+    viewer.add_image(data, name="cells", scale=(0.5, 0.25), units=("um", "um"), axis_labels=("y", "x"))
+    w = _dock(viewer, "Train")
+    assert w.auto_seconds.value() == bsd.api.DEFAULT_AUTO_SECONDS
+    w.auto_seconds.setValue(30)
+    w.auto_button.click()
+    assert w.busy and w.auto_stop_button.isEnabled() and not w.train_button.isEnabled()
+    qtbot.waitUntil(lambda: not w.busy, timeout=120_000)
+    out = viewer.layers["cells_denoised"]
+    assert out.data.shape == data.shape and tuple(out.scale) == (0.5, 0.25) and tuple(out.units) == viewer.layers["cells"].units
+    meta = out.metadata["napari_bsdenoise"]
+    assert meta["auto"]["method"] in ("atbsn", "dbsn") and meta["source_layer"] == "cells"
+    assert any(name.startswith("cells auto teacher") for name in SESSION.names())
+    assert "auto_denoise:" in w.auto_label.text()
+
+
+def test_auto_stop_keeps_the_models(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_image(_noisy((64, 64)), name="img")
+    w = _dock(viewer, "Train")
+    w.auto_seconds.setValue(120)
+    w.auto_button.click()
+    qtbot.waitUntil(lambda: "step" in w.auto_job.status.text(), timeout=60_000)
+    w.auto_stop_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=60_000)
+    assert "img_denoised" not in viewer.layers
+    assert any(name.startswith("img auto teacher") for name in SESSION.names())
+    assert "Stopped" in w.auto_job.status.text()

@@ -12,10 +12,13 @@ The public API (napari-free; importable from scripts, the napari console and the
 
 from .version import __version__
 from .api import (
+    AutoResult,
+    auto_denoise,
     denoise,
     denoise_iter,
     distill,
     estimate_noise_correlation,
+    find_hot_pixels,
     load_model,
     make_distiller,
     make_trainer,
@@ -28,6 +31,8 @@ from .errors import BSDenoiseError, InputError, ModelFileError
 from .model import BlindSpotModel
 
 __all__ = [
+    "AutoResult",
+    "auto_denoise",
     "__version__",
     "BlindSpotModel",
     "BSDenoiseError",
@@ -38,6 +43,7 @@ __all__ = [
     "denoise_iter",
     "distill",
     "estimate_noise_correlation",
+    "find_hot_pixels",
     "load_model",
     "refine",
     "make_distiller",

@@ -11,8 +11,9 @@ import numpy as np
 
 from . import methods  # noqa: F401  (importing the methods fills the registry)
 from . import registry
-from .defaults import (DEFAULT_BATCH_SIZE, DEFAULT_DISTILL_PATCH_SIZE, DEFAULT_LEARNING_RATE, DEFAULT_METHOD,
-                       DEFAULT_PATCH_SIZE, DEFAULT_STEPS, MIN_TRAIN_SIDE)
+from .defaults import (DEFAULT_AUTO_SECONDS, DEFAULT_AUTO_TEACHER_FRACTION, DEFAULT_BATCH_SIZE,
+                       DEFAULT_DISTILL_PATCH_SIZE, DEFAULT_LEARNING_RATE, DEFAULT_METHOD, DEFAULT_PATCH_SIZE,
+                       DEFAULT_STEPS, MIN_TRAIN_SIDE)
 from .device import describe_device as device_description
 from .engine import tiling
 from .engine.denoise import denoise_array, drive
@@ -29,13 +30,16 @@ from .methods.bsgd.refine import refine
 from .methods.bsgd.training import make_bsgd_trainer, train_bsgd
 from .methods.student import make_distiller
 from .model import BlindSpotModel
+from .pipelines.auto import AutoDenoiser, AutoResult, auto_denoise
 
 __all__ = [
+    "DEFAULT_AUTO_SECONDS", "DEFAULT_AUTO_TEACHER_FRACTION",
+    "AutoDenoiser", "AutoResult", "auto_denoise",
     "BSGD_METHOD", "BSGD_PRESETS", "DEFAULT_GUIDANCE", "DEFAULT_REPLACE", "DEFAULT_ROUNDS", "DEFAULT_SAMPLING_STEPS",
     "DEFAULT_T_START", "DEFAULT_BATCH_SIZE", "DEFAULT_DISTILL_PATCH_SIZE", "DEFAULT_LEARNING_RATE", "DEFAULT_METHOD",
     "DEFAULT_PATCH_SIZE", "DEFAULT_STEPS", "MIN_TRAIN_SIDE", "TRAIN_METHODS", "Preview", "ProgressEvent",
     "check_image", "check_trainable_size", "device_description", "choose_method", "denoise", "denoise_iter", "distill",
-    "estimate_noise_correlation", "inference_layout", "inference_network", "is_lazy_input", "iter_events",
+    "estimate_noise_correlation", "find_hot_pixels", "inference_layout", "inference_network", "is_lazy_input", "iter_events",
     "load_model", "make_bsgd_trainer", "make_distiller", "make_trainer", "match_normalization", "method_info",
     "normalize", "open_input", "recommended_method", "refine", "resolve_fusion", "run_events", "train",
     "train_bsgd", "trainable_methods",
@@ -143,6 +147,10 @@ def train(image, *, callback=None, **kwargs) -> BlindSpotModel:
     guide : BlindSpotModel, optional
         ``method="bsgd"`` only: the model whose result the refinement starts from
         (its normalisation and channel mode are reused).
+    hot_pixels : {"auto", "keep", "remove"}
+        AT-BSN and D-BSN: isolated outliers of the training data (hot and dead pixels; see
+        :func:`denoise`) are repaired before training (``"auto"``, ``"remove"``) or kept (``"keep"``);
+        the count is recorded (``config.training["hot_pixels"]``) and shown by ``model.summary()``.
     callback : callable, optional
         Called with each :class:`ProgressEvent`; return ``False`` to stop early.
 
@@ -212,6 +220,10 @@ def distill(image, teacher: BlindSpotModel, *, callback=None, **kwargs) -> Blind
         spatially correlated noise); the student then learns to keep the detail the blind
         spots miss (measured +1.1 dB on a Nam DSLR crop: docs/fusion.md).  Recorded as
         ``config.training["distillation"]["fused_targets"]``.
+    hot_pixels : {"auto", "keep", "remove"}
+        As in :func:`denoise`: the teacher's targets are computed from the input with its hot and dead
+        pixels repaired, so the student learns not to reproduce them (recorded as
+        ``config.training["distillation"]["hot_pixels"]``).
     steps, seconds, seed, device, patch_size, batch_size, learning_rate, precision
         As in :func:`train` (patches default to 96 pixels).
     callback : callable, optional
@@ -265,6 +277,7 @@ def denoise(
     client=None,
     overwrite: bool = False,
     fusion="auto",
+    hot_pixels="auto",
 ):
     """Denoise ``image`` with a trained ``model``.
 
@@ -317,6 +330,13 @@ def denoise(
         training data had spatially correlated noise; it matters most for weak noise,
         where a blind spot alone loses more detail than it removes noise.  ``True`` also
         fuses for pixel-independent noise; ``False`` gives the network's output alone.
+    hot_pixels : {"auto", "keep", "remove"}
+        Isolated outliers (hot and dead pixels, cosmic rays, salt-and-pepper; up to 2x2 pixels) that
+        stand more than 6 noise sigma from their surroundings, by the noise curve the model measured,
+        are replaced by their local median in a copy of the input before the network runs, so that
+        neither the fusion nor a non-blind output puts them back (:mod:`napari_bsdenoise.nn.outliers`;
+        :func:`find_hot_pixels` counts them).  ``"auto"`` (default) does so for every model with a noise
+        estimate, ``"remove"`` insists, ``"keep"`` leaves the input as it is.
 
     Returns
     -------
@@ -326,7 +346,8 @@ def denoise(
     """
     _check_model(model)
     big = dict(axes=axes, blind_spot=blind_spot, device=device, precision=precision, tile_size=tile_size,
-               renormalize=renormalize, dtype=dtype, chunk_size=chunk_size, memory=memory, fusion=fusion)
+               renormalize=renormalize, dtype=dtype, chunk_size=chunk_size, memory=memory, fusion=fusion,
+               hot_pixels=hot_pixels)
     if isinstance(scheduler, str) and "://" in scheduler and client is None and out is None:
         from distributed import Client
 
@@ -344,7 +365,7 @@ def denoise(
         return np.asarray(tiling.denoise_lazy(arr, model, client=client, **big).compute())
     return denoise_array(arr, model, axes=axes, blind_spot=blind_spot, device=device, precision=precision,
                          tile_size=tile_size, renormalize=renormalize, callback=callback, dtype=dtype,
-                         fusion=fusion)
+                         fusion=fusion, hot_pixels=hot_pixels)
 
 
 def denoise_iter(image, model: BlindSpotModel, *, out, **kwargs):
@@ -357,6 +378,32 @@ def denoise_iter(image, model: BlindSpotModel, *, out, **kwargs):
     if not tiling.is_lazy_input(image):
         image = check_image(image)
     return (yield from tiling.denoise_iter(image, model, out=out, **kwargs))
+
+
+def find_hot_pixels(image, model: BlindSpotModel, *, axes: str | None = None) -> np.ndarray:
+    """Where ``image`` has isolated outliers (hot or dead pixels, cosmic rays) by ``model``'s noise curve.
+
+    These are the pixels :func:`denoise` repairs with ``hot_pixels="auto"``: more than 6 noise sigma
+    from the median of their surroundings, in clusters of at most 2x2 pixels (thin lines, spots and
+    edges are not outliers; :mod:`napari_bsdenoise.nn.outliers`).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        The shape of ``image`` (numpy input); ``mask.sum()`` is the count.
+
+    Examples
+    --------
+    >>> import numpy as np, napari_bsdenoise as bsd
+    >>> noisy = np.random.default_rng(0).normal(100, 10, (64, 64)).astype("float32")
+    >>> model = bsd.train(noisy, steps=2, blind_spot=1)
+    >>> noisy[20, 30] += 500                                  # a hot pixel
+    >>> [tuple(map(int, p)) for p in np.argwhere(bsd.find_hot_pixels(noisy, model))]
+    [(20, 30)]
+    """
+    from .engine.denoise import hot_pixel_mask
+
+    return hot_pixel_mask(check_image(image), _check_model(model), axes=axes)
 
 
 def is_lazy_input(image) -> bool:

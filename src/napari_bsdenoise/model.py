@@ -68,6 +68,15 @@ class BlindSpotModel:
             )
         if c.noise:
             lines.append(f"noise diagnostic: {c.noise.get('summary', '')}")
+        auto = (t or {}).get("auto")
+        if auto:
+            lines.append(f"made by auto_denoise: {auto.get('method')} ({auto.get('method_reason', '')}); "
+                         f"{'distilled' if auto.get('distill') else 'no student'}; budget "
+                         f"{auto.get('budget', {}).get('total', 0):.0f} s")
+        hot = (t or {}).get("hot_pixels")
+        if hot:
+            lines.append(f"training data: {hot['repaired']} hot/dead pixel(s) repaired before training; denoise "
+                         "repairs its input the same way (hot_pixels='auto')")
         lines.append(f"written by napari-bsdenoise {c.version}")
         return "\n".join(lines)
 

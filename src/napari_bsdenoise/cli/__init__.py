@@ -12,7 +12,7 @@ writes TIFF (float32 by default, pixel size copied from the input) or 8/16-bit
 PNG.  User errors print one line, ``napari-bsdenoise: error: <message>``, and
 exit with code 2.  Input files are only ever read.
 
-One module per subcommand (``train``, ``distill``, ``denoise``, ``info``, ``refine``,
+One module per subcommand (``auto``, ``train``, ``distill``, ``denoise``, ``info``, ``refine``,
 ``noise``), each with ``add_parser(sub)`` and ``run(args)``; what they share is in
 :mod:`.common`, whole-file image reading and writing in :mod:`napari_bsdenoise.io.images`.
 """
@@ -24,7 +24,7 @@ import sys
 
 from ..errors import BSDenoiseError
 from ..io.images import ImageFile, convert_dtype, read_image, write_image
-from . import denoise, distill, info, noise, refine, train
+from . import auto, denoise, distill, info, noise, refine, train
 from .common import EXIT_INTERRUPTED, EXIT_USER_ERROR, PROG, CLIError, Parser, Progress, UsageError, one_line
 
 __all__ = [
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                epilog=f"Run '{PROG} COMMAND --help' for the options of a command.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    auto.add_parser(sub)  # the one-button path first
     train.add_parser(sub)
     distill.add_parser(sub)
     denoise.add_parser(sub)

@@ -20,6 +20,8 @@ EXIT_INTERRUPTED = 130
 
 AXES_HELP = ("axes of the image, letters among T, Z, C, Y, X (e.g. ZYX, TCYX, YXC for RGB); default: "
              "from the file's ImageJ/OME metadata, or YX / YXC for 2-D and colour images")
+HOT_PIXELS_HELP = ("hot/dead pixels and other isolated outliers (more than 6 noise sigma from their surroundings, "
+                    "at most 2x2 pixels): auto (default) and remove repair them before denoising, keep leaves them")
 DEVICE_HELP = "cpu, cuda, cuda:1, mps (default: CUDA, then Apple MPS, then CPU)"
 
 

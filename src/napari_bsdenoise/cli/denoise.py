@@ -11,6 +11,7 @@ from ..io.images import TIFF_SUFFIXES, check_input_file, check_png, output_forma
 from .common import (
     AXES_HELP,
     DEVICE_HELP,
+    HOT_PIXELS_HELP,
     EXIT_INTERRUPTED,
     CLIError,
     Progress,
@@ -25,7 +26,7 @@ from .common import (
 
 
 def run(args) -> int:
-    from ..api import denoise, load_model
+    from ..api import denoise, find_hot_pixels, load_model
 
     model_path = check_input_file(args.model, "model")
     image_path = Path(args.image)
@@ -44,11 +45,15 @@ def run(args) -> int:
     result = compute_and_write(
         lambda: denoise(img.data, model, axes=img.axes, blind_spot=args.blind_spot, device=args.device,
                         precision=args.precision, tile_size=args.tile_size, renormalize=args.renormalize,
-                        fusion=not args.no_fusion and "auto",
+                        fusion=not args.no_fusion and "auto", hot_pixels=args.hot_pixels,
                         callback=lambda e: bar.update(e.fraction, f"tile {e.step}/{e.total}")),
         bar, img, out, dtype)
     if result is None:
         return EXIT_INTERRUPTED
+    if args.hot_pixels != "keep" and model.config.noise:
+        n_hot = int(find_hot_pixels(img.data, model, axes=img.axes).sum())
+        if n_hot:
+            note(f"repaired {n_hot} hot/dead pixel(s) before denoising (--hot-pixels keep leaves them)")
     s = model.inference_blind_spot if args.blind_spot is None else args.blind_spot
     print(f"wrote {out} ({result.dtype}, shape {result.shape}, axes {img.axes}, blind spot {s})")
     return 0
@@ -83,7 +88,8 @@ def _denoise_streaming(args, model_path: Path, image_path: Path) -> int:
                        device=args.device, precision=args.precision, tile_size=args.tile_size,
                        renormalize=args.renormalize, dtype=args.dtype or "float32", overwrite=args.overwrite,
                        scheduler=None if scheduler == "distributed" else scheduler, client=client,
-                       n_workers=args.workers, memory=args.memory, fusion=not args.no_fusion and "auto")
+                       n_workers=args.workers, memory=args.memory, fusion=not args.no_fusion and "auto",
+                       hot_pixels=args.hot_pixels)
     def show(event):
         if event.message and event.kind in ("start", "chunk") and event.message.startswith(("resuming", "out of")):
             note(event.message)
@@ -130,6 +136,7 @@ def add_parser(sub) -> None:
     d.add_argument("--no-fusion", action="store_true",
                    help="AT-BSN: the blind-spot output alone, without putting the noisy input back where the "
                    "output misses detail (by default they are fused for correlated noise, against the measured noise level)")
+    d.add_argument("--hot-pixels", choices=["auto", "keep", "remove"], default="auto", help=HOT_PIXELS_HELP)
     d.add_argument("--scheduler", choices=["threads", "sync", "distributed"],
                    help="stream chunk by chunk with this dask scheduler (implied by a .zarr input or output); "
                    "'distributed' starts a local cluster of --workers processes")

@@ -8,6 +8,7 @@ from ..io.images import check_input_file
 from .common import (
     AXES_HELP,
     DEVICE_HELP,
+    HOT_PIXELS_HELP,
     EXIT_INTERRUPTED,
     add_output_and_budget,
     blind_spot_list,
@@ -35,7 +36,8 @@ def run(args) -> int:
     }.items() if v is not None}
     distiller = make_distiller(img.data, teacher, axes=img.axes, warm_start=not args.no_warm_start,
                                precompute=bool(args.whole_image_targets),
-                               fusion=not args.no_fused_targets and "auto", **kwargs)
+                               fusion=not args.no_fused_targets and "auto", hot_pixels=args.hot_pixels,
+                               **kwargs)
     if not args.quiet:
         note(f"distilling {teacher_path.name} on {img.path.name} {img.data.shape} (axes {img.axes}): "
              f"teachers at blind spots {', '.join(map(str, distiller.blind_spots))}, "
@@ -64,6 +66,8 @@ def add_parser(sub) -> None:
     s.add_argument("--mode", choices=["multi", "mean"], help="multi: match every teacher (default); "
                    "mean: match their average")
     s.add_argument("--no-warm-start", action="store_true", help="do not copy the teacher's UNet weights")
+    s.add_argument("--hot-pixels", choices=["auto", "keep", "remove"], default="auto",
+                   help="the teacher's input: " + HOT_PIXELS_HELP)
     s.add_argument("--no-fused-targets", action="store_true",
                    help="learn the teacher's blind-spot outputs alone, not fused with the noisy input "
                    "(by default they are fused as 'denoise' fuses the teacher's output)")

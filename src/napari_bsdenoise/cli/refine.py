@@ -10,6 +10,7 @@ from pathlib import Path
 from ..io.images import check_input_file, check_png, output_format
 from .common import (
     DEVICE_HELP,
+    HOT_PIXELS_HELP,
     EXIT_INTERRUPTED,
     Progress,
     check_output,
@@ -50,7 +51,7 @@ def run(args) -> int:
     bar = Progress("refine", enabled=not args.quiet)
     result = compute_and_write(
         lambda: refine(img.data, model, guide=guide, axes=img.axes, device=args.device, tile_size=args.tile_size,
-                       callback=lambda e: bar.update(e.fraction, e.message), **kwargs),
+                       hot_pixels=args.hot_pixels, callback=lambda e: bar.update(e.fraction, e.message), **kwargs),
         bar, img, out, dtype)
     if result is None:
         return EXIT_INTERRUPTED
@@ -71,6 +72,7 @@ def add_parser(sub) -> None:
     r.add_argument("model", metavar="MODEL", help="BSGD model file (napari_bsdenoise.train_bsgd)")
     r.add_argument("image", metavar="IMAGE", help="noisy TIFF, PNG or JPEG")
     r.add_argument("-o", "--output", metavar="OUT", required=True, help="output .tif or .png (never the input)")
+    r.add_argument("--hot-pixels", choices=["auto", "keep", "remove"], default="auto", help=HOT_PIXELS_HELP)
     r.add_argument("--guide", metavar="GUIDE", help="blind-spot or student model file whose result is refined "
                    "(default: start from the noisy image; then use a larger --t-start)")
     r.add_argument("--axes", help="axes of the image (e.g. ZYX, YXC); default from the file or YX / YXC")

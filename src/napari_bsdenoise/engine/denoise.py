@@ -21,7 +21,8 @@ def drive(gen, callback):
 
 def denoise_array(arr: np.ndarray, model, *, axes: str | None = None, blind_spot: int | None = None, device=None,
                   precision: str = "auto", tile_size: int | None = None, renormalize: bool = False,
-                  callback=None, dtype: str = "float32", fusion="auto") -> np.ndarray:
+                  callback=None, dtype: str = "float32", fusion="auto",
+                  hot_pixels="auto") -> np.ndarray:
     """``arr`` (a checked numpy array) denoised by ``model``: float32 in the input's units and shape,
     or ``dtype`` (``"input"``: the input's type, rounded and clipped).  Keywords as
     :func:`napari_bsdenoise.denoise`."""
@@ -39,7 +40,7 @@ def denoise_array(arr: np.ndarray, model, *, axes: str | None = None, blind_spot
     if independent:
         data = fold_channels(data)
     dev = resolve_device(device)
-    net = inference_network(model, s, norm, fusion)
+    net = inference_network(model, s, norm, fusion, hot_pixels)
     gen = predict_iter(net, data, blind_spot=s, device=dev, precision=resolve_precision(precision, dev),
                        tile=tile_size)
     out = drive(gen, callback)
@@ -50,3 +51,33 @@ def denoise_array(arr: np.ndarray, model, *, axes: str | None = None, blind_spot
     if dtype != "float32":
         result = convert_dtype(result, arr.dtype if dtype == "input" else dtype)
     return result
+
+
+def hot_pixel_mask(arr: np.ndarray, model, *, axes: str | None = None) -> np.ndarray:
+    """Boolean mask (``arr``'s shape) of the outliers that ``hot_pixels="auto"`` repairs."""
+    import torch
+
+    from ..errors import InputError
+    from ..nn.outliers import find_outliers
+    from .inference import resolve_hot_pixels
+
+    cfg = model.config
+    layout, _ = inference_layout(arr, model, axes, None)
+    samples = to_samples(arr, layout)
+    norm = match_normalization(cfg.normalization, layout)
+    params = resolve_hot_pixels(model, norm, "auto")
+    if params is None:
+        raise InputError("this model has no noise estimate of its training data to find outliers against")
+    data = normalize(samples, norm)
+    independent = cfg.channel_mode == "independent"
+    if independent:
+        data = fold_channels(data)
+    masks = []
+    with torch.no_grad():
+        for i in range(len(data)):  # one sample at a time: the ring median takes 25x its memory
+            mask, _ = find_outliers(torch.from_numpy(np.ascontiguousarray(data[i : i + 1], np.float32)), params)
+            masks.append(mask.numpy())
+    mask = np.concatenate(masks).astype(np.float32)
+    if independent:
+        mask = unfold_channels(mask, layout.n_channels)
+    return from_samples(mask, layout) > 0.5

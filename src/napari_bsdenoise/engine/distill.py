@@ -94,7 +94,7 @@ class DistillTrainer(Trainer):
     """
 
     def __init__(self, data, model, *, teacher, blind_spots, mode: str = "multi", precompute=False, fusion=None,
-                 **kwargs):
+                 outliers=None, **kwargs):
         import numpy as np
         import torch
 
@@ -105,6 +105,7 @@ class DistillTrainer(Trainer):
         self.blind_spots = tuple(int(s) for s in blind_spots)
         self.mode = mode
         self.fusion = fusion  # FusionParams: blind-spot targets fused with the input (nn/fusion.py)
+        self.outliers = outliers  # OutlierParams: the teacher sees inputs with hot pixels repaired
         device = kwargs["device"]
         self.teacher = copy.deepcopy(teacher).to(device).eval()
         if device.type == "cpu":
@@ -135,6 +136,10 @@ class DistillTrainer(Trainer):
         from .patches import dihedral
         from .predict import auto_tile, predict
 
+        if self.outliers is not None:  # the teacher's input, as denoise gives it (the student's stays raw)
+            from ..nn.outliers import repair
+
+            data = repair(torch.from_numpy(np.asarray(data, np.float32)), self.outliers).numpy()
         heads = _AllHeads(self.teacher, self.blind_spots)
         tile = auto_tile(self.teacher, max(self.blind_spots), 512 * 2**20)  # ~512 MB of activations
         total = None
@@ -165,6 +170,10 @@ class DistillTrainer(Trainer):
         import torch
 
         with torch.no_grad(), autocast(self.device, self.precision):
+            if self.outliers is not None:  # the teacher's input, as denoise gives it
+                from ..nn.outliers import repair
+
+                x = repair(x, self.outliers)
             outs = [o.float() for o in _teacher_outputs(self.teacher, x, self.blind_spots)]
             outs = self._fused(x, outs)
         if self.mode == "mean":
@@ -183,4 +192,4 @@ class DistillTrainer(Trainer):
 
     def _provenance(self) -> dict:
         return {**super()._provenance(), "teacher_targets": "whole image" if self.precomputed else "per patch",
-                "fused_targets": self.fusion is not None}
+                "fused_targets": self.fusion is not None, "hot_pixels_repaired": self.outliers is not None}

@@ -1,5 +1,5 @@
-"""What runs at inference: the checked layout and blind spot, and the module (the network, or the
-network fused with the noisy input) for a model.  Shared by in-memory denoising, tiling, the preview
+"""What runs at inference: the checked layout and blind spot, and the module (the network, fused with
+the noisy input and given an input whose hot pixels are repaired, where those apply) for a model.  Shared by in-memory denoising, tiling, the preview
 and distillation; method-specific rules come from the method registry.
 """
 
@@ -51,9 +51,47 @@ def resolve_fusion(model, blind_spot: int, norm: Normalization, fusion):
     return None
 
 
-def inference_network(model, blind_spot: int, norm: Normalization, fusion):
-    """The module that denoises: the model's network, wrapped in the noisy-input fusion if it applies."""
-    from ..nn.fusion import FusedNetwork
+HOT_PIXELS = ("auto", "keep", "remove")
 
-    params = resolve_fusion(model, blind_spot, norm, fusion)
-    return model.network if params is None else FusedNetwork(model.network, params)
+
+def resolve_hot_pixels(model, norm: Normalization, hot_pixels):
+    """The :class:`~napari_bsdenoise.nn.outliers.OutlierParams` that repair isolated outliers (hot and
+    dead pixels, cosmic rays) in the input before ``model`` runs, in the units of ``norm``, or None.
+
+    ``"auto"`` (default) and ``"remove"`` repair them against the model's measured noise curve
+    (``"remove"`` insists, and says why it cannot); ``"keep"`` leaves the input as it is.
+    """
+    if hot_pixels not in HOT_PIXELS:
+        raise InputError(f"hot_pixels must be one of {HOT_PIXELS}, got {hot_pixels!r}")
+    if hot_pixels == "keep":
+        return None
+    cfg = model.config
+    if not cfg.noise or "autocorrelation" not in cfg.noise:
+        if hot_pixels == "remove":
+            raise InputError("hot_pixels='remove' needs a model with a noise estimate of its training data "
+                             "(train it again, or use hot_pixels='keep')")
+        return None
+    from ..nn.outliers import outlier_params
+
+    return outlier_params(cfg.noise, norm.mean, norm.std, cfg.network.in_channels)
+
+
+def wrap_network(network, fusion_params=None, outlier_params=None):
+    """``network``, fused with the noisy input (:class:`~napari_bsdenoise.nn.fusion.FusedNetwork`) and
+    given a repaired input (:class:`~napari_bsdenoise.nn.outliers.OutlierGuard`) where those apply."""
+    if fusion_params is not None:
+        from ..nn.fusion import FusedNetwork
+
+        network = FusedNetwork(network, fusion_params)
+    if outlier_params is not None:
+        from ..nn.outliers import OutlierGuard
+
+        network = OutlierGuard(network, outlier_params)
+    return network
+
+
+def inference_network(model, blind_spot: int, norm: Normalization, fusion, hot_pixels="auto"):
+    """The module that denoises: the model's network, wrapped in the noisy-input fusion and the
+    outlier repair where they apply."""
+    return wrap_network(model.network, resolve_fusion(model, blind_spot, norm, fusion),
+                        resolve_hot_pixels(model, norm, hot_pixels))

@@ -74,13 +74,15 @@ class Preview:
     """
 
     def __init__(self, model, image, *, axes: str | None = None, region=None, margin: int | None = None,
-                 device: str | None = "cpu", fusion="auto"):
+                 device: str | None = "cpu", fusion="auto",
+                 hot_pixels="auto"):
         import torch
 
         from ..device import resolve_device
         from ..inputs import check_image, match_normalization, normalize
         from ..nn.fusion import DEFAULT_WINDOW
-        from .inference import inference_layout, resolve_fusion
+        from ..nn.outliers import RADIUS, repair
+        from .inference import inference_layout, resolve_fusion, resolve_hot_pixels
 
         arr = check_image(image)
         layout, _ = inference_layout(arr, model, axes, 0)
@@ -96,7 +98,7 @@ class Preview:
         multiple = getattr(self.network, "multiple", 1)
         if margin is None:
             radius = self.network.receptive_radius(1) if hasattr(self.network, "receptive_radius") else 64
-            radius += DEFAULT_WINDOW // 2  # the fusion's window
+            radius += DEFAULT_WINDOW // 2 + RADIUS  # the fusion's window, the outlier repair's
             margin = min(MAX_MARGIN, -(-radius // multiple) * multiple)
         # the crop starts on the pooling grid of the whole image, so its features are the image's
         cy0, cx0 = max(0, y0 - margin) // multiple * multiple, max(0, x0 - margin) // multiple * multiple
@@ -118,6 +120,9 @@ class Preview:
             data = fold_channels(data)
         t0 = time.perf_counter()
         self._x = torch.from_numpy(np.ascontiguousarray(data)).to(self.device)
+        outliers = resolve_hot_pixels(model, self._norm, hot_pixels)
+        if outliers is not None:  # hot pixels repaired once, as denoise does (nn/outliers.py)
+            self._x = repair(self._x, outliers)
         self._features = None
         self._output = None  # a student's output on the crop (its only blind spot is 0)
         if getattr(model, "is_student", False):

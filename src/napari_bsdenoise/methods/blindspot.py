@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .. import registry
 from ..axes import fold_channels, to_samples
 from ..config import ModelConfig, NetworkConfig, check_blind_spot
+from ..engine.inference import resolve_hot_pixels
 from ..defaults import (DEFAULT_BATCH_SIZE, DEFAULT_LEARNING_RATE, DEFAULT_PATCH_SIZE,
                         DEFAULT_VALIDATION_FRACTION)
 from ..errors import InputError
@@ -96,10 +97,13 @@ def make_blindspot_trainer(
     channels: str | None = None,
     model: BlindSpotModel | None = None,
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
+    hot_pixels="auto",
+    noise=None,
 ):
     """A trainer of ``method`` (``"atbsn"``, ``"dbsn"`` or ``"auto"``: chosen from the noise
     diagnostic) on ``image``; arguments as :func:`napari_bsdenoise.train`."""
     from ..device import resolve_device
+    from ..nn.outliers import repair_samples
     from ..noise import estimate_noise_correlation_samples
 
     arr = check_image(image)
@@ -119,7 +123,8 @@ def make_blindspot_trainer(
     if inference_blind_spot is not None:
         check_blind_spot(inference_blind_spot, "inference_blind_spot")
     samples = to_samples(arr, layout)
-    noise = estimate_noise_correlation_samples(samples)
+    if noise is None:  # (a caller that already ran the diagnostic on this image passes it)
+        noise = estimate_noise_correlation_samples(samples)
     method, reason = choose_method(method, blind_spot, noise)
     spec = registry.get(method)
     rules: BlindSpotTraining = spec.extras["training"]
@@ -173,6 +178,12 @@ def make_blindspot_trainer(
     data = normalize(samples, match_normalization(norm, layout))
     if config.channel_mode == "independent":
         data = fold_channels(data)
+    # hot and dead pixels out of the training data, as denoise takes them out of its input: a +500
+    # outlier costs an L2 loss thousands of times a noisy pixel's, and no blind spot can predict it
+    outliers = resolve_hot_pixels(start, match_normalization(norm, layout), hot_pixels)
+    if outliers is not None:
+        data, n_hot = repair_samples(data, outliers)
+        config.training["hot_pixels"] = {"mode": hot_pixels, "repaired": n_hot}
     # a patch must hold plenty of context around a large blind spot: with s=9 on
     # 32-px patches most of what a branch sees is padding and training fails
     patch_size = max(patch_size, 8 * s_train)

@@ -15,7 +15,7 @@ from ..axes import fold_channels, to_samples
 from ..config import NETWORK_PRESETS, ModelConfig, NetworkConfig, check_blind_spot, check_unet_depth
 from ..defaults import (DEFAULT_BATCH_SIZE, DEFAULT_DISTILL_PATCH_SIZE, DEFAULT_LEARNING_RATE,
                         DEFAULT_VALIDATION_FRACTION)
-from ..engine.inference import inference_layout, resolve_fusion
+from ..engine.inference import inference_layout, resolve_fusion, resolve_hot_pixels
 from ..errors import InputError
 from ..inputs import check_budget, check_image, check_trainable_size, loop_settings, match_normalization, normalize
 from ..model import BlindSpotModel
@@ -96,6 +96,7 @@ def make_distiller(
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
     precompute=False,
     fusion="auto",
+    hot_pixels="auto",
 ):
     """Prepare distillation and return a :class:`~napari_bsdenoise.engine.distill.DistillTrainer`
     (arguments as :func:`napari_bsdenoise.distill`)."""
@@ -156,6 +157,8 @@ def make_distiller(
     # denoise fuses the teacher's output
     fused = resolve_fusion(teacher, 1, norm, fusion)
     config.training["distillation"]["fused_targets"] = fused is not None
+    outliers = resolve_hot_pixels(teacher, norm, hot_pixels)  # the teacher's input repaired as denoise does
+    config.training["distillation"]["hot_pixels"] = "repaired" if outliers is not None else "kept"
     samples = to_samples(arr, layout)
     data = normalize(samples, norm)
     if config.channel_mode == "independent":
@@ -171,6 +174,7 @@ def make_distiller(
         mode=mode,
         precompute=precompute,
         fusion=fused,
+        outliers=outliers,
         **loop_settings(steps, seconds, max(patch_size, 8 * max(blind_spots)), batch_size, learning_rate, seed,
                         dev, precision, validation_fraction),
     )

@@ -93,6 +93,13 @@ class DenoiseWidget(Panel):
             "by more than the noise the model measured (fine texture, weak noise). Off: the blind-spot output "
             "alone.", self._on_fusion_toggled)
         col.addWidget(self.fusion_check)
+        self.hot_pixels_check = check_box(
+            "Repair hot and dead pixels", True,
+            "Replace isolated outliers (hot/dead pixels, cosmic rays: more than 6 noise sigma from their "
+            "surroundings, at most 2x2 pixels) by their local median before denoising, so the fusion does not "
+            "put them back. Lines, spots and edges are kept. The count goes into the output layer's metadata.",
+            self._on_fusion_toggled)  # both change what the preview shows
+        col.addWidget(self.hot_pixels_check)
         self.preview_check = check_box("Live preview of the visible area", False,
                                        "Denoise what the viewer shows (current slice, current view) into a "
                                        "'<layer>_preview' layer and update it as the slider moves",
@@ -141,6 +148,10 @@ class DenoiseWidget(Panel):
     def fusion(self):
         """``fusion=`` for the API: "auto" when the box is ticked (applies to AT-BSN at blind spots >= 1)."""
         return "auto" if self.fusion_check.isChecked() else False
+
+    def hot_pixels(self) -> str:
+        """``hot_pixels=`` for the API."""
+        return "auto" if self.hot_pixels_check.isChecked() else "keep"
 
     def set_blind_spot(self, s: int) -> None:
         self.slider.setValue(BLIND_SPOTS.index(int(s)))
@@ -234,8 +245,8 @@ class DenoiseWidget(Panel):
         except Exception as exc:
             self.preview_label.setText(f"No preview: {exc}")
             return
-        fusion = self.fusion()
-        key = (id(model), id(layer), axes, region, tuple(sorted(index.items())), fusion)
+        fusion, hot_pixels = self.fusion(), self.hot_pixels()
+        key = (id(model), id(layer), axes, region, tuple(sorted(index.items())), fusion, hot_pixels)
         if key == self._preview_key and self.preview is not None:
             self.render_preview()
             return
@@ -254,7 +265,8 @@ class DenoiseWidget(Panel):
                 self.refresh_preview()
 
         self._preview_worker = start_worker(
-            self, functools.partial(api.Preview, axes=axes2d, region=region, fusion=fusion), model, view,
+            self, functools.partial(api.Preview, axes=axes2d, region=region, fusion=fusion, hot_pixels=hot_pixels),
+            model, view,
             returned=done, errored=lambda exc: self.preview_label.setText(f"No preview: {exc}"), finished=finished)
 
     def render_preview(self):
@@ -302,19 +314,24 @@ class DenoiseWidget(Panel):
         model = need(self.model(), NO_MODEL)
         layer, data = self.layer_input()
         axes, s, out, fusion = self.axes(), self.blind_spot(), self.out_path(), self.fusion()
+        hot = self.hot_pixels()
         api.inference_layout(data, model, axes, s)  # axes, channels, size: fail here, at once
         meta = {**model_metadata(self.model_combo.currentText(), model),
                 "blind_spot": s, "axes": axes, "source_layer": layer.name, "output_file": out,
-                "fusion": api.resolve_fusion(model, s, model.config.normalization, fusion) is not None}
+                "fusion": api.resolve_fusion(model, s, model.config.normalization, fusion) is not None,
+                "hot_pixels": hot}
+        if hot != "keep" and model.config.noise and not api.is_lazy_input(data):  # cheap: no network
+            meta["hot_pixels_repaired"] = int(api.find_hot_pixels(data, model, axes=axes).sum())
+        common = dict(axes=axes, blind_spot=s, fusion=fusion, hot_pixels=hot)
         kwargs = output_layer_kwargs(layer, f"{layer.name}_denoised", meta)
         if api.is_lazy_input(data) and out is None:  # a lazy dask array: nothing is computed until napari shows it
-            put_layer(self.viewer, api.denoise(data, model, axes=axes, blind_spot=s, fusion=fusion), kwargs)
+            put_layer(self.viewer, api.denoise(data, model, **common), kwargs)
             self.status.setText(f"Added {kwargs['name']!r} (lazy: computed as you view it)")
             return
         if out is not None:
-            gen = api.denoise_iter(data, model, out=out, axes=axes, blind_spot=s, fusion=fusion)
+            gen = api.denoise_iter(data, model, out=out, **common)
         else:
-            gen = api.iter_events(api.denoise, data, model, axes=axes, blind_spot=s, fusion=fusion)
+            gen = api.iter_events(api.denoise, data, model, **common)
         self.job.relay(gen, f"Denoising {layer.name!r}…",
                        lambda ev, t: f"Denoising {layer.name!r}: {ev.step}/{ev.total or '?'} tiles, {t:.0f} s",
                        kwargs, read=lambda r: api.open_input(str(r)).array if isinstance(r, (str, Path)) else r,

@@ -85,9 +85,12 @@ class DistillWidget(Panel):
         self.fused_check = check_box("Fused teacher targets (keep the detail blind spots miss)", True,
                                      "Learn the teacher's blind-spot outputs fused with the noisy input, as the "
                                      "Denoise panel shows them (AT-BSN teachers on correlated noise)")
+        self.hot_check = check_box("Teacher input with hot pixels repaired", True,
+                                   "The teacher's targets are computed with hot/dead pixels replaced by their local "
+                                   "median, as the Denoise panel does, so the student does not learn them")
         add_rows(form, (("Patch size", self.patch_spin), ("Batch size", self.batch_spin),
                         ("Learning rate", self.lr_spin), ("Seed", self.seed_spin), ("", self.warm_check),
-                        ("", self.whole_check), ("", self.fused_check)))
+                        ("", self.whole_check), ("", self.fused_check), ("", self.hot_check)))
         root.addWidget(self.advanced)
 
         self.distill_button = button("Distill", self.distill, "Distil the teacher into a new student on the layer")
@@ -151,7 +154,8 @@ class DistillWidget(Panel):
             kw.update(patch_size=self.patch_spin.value(), batch_size=self.batch_spin.value(),
                       learning_rate=self.lr_spin.value(), seed=self.seed_spin.value(),
                       warm_start=self.warm_check.isChecked(), precompute=self.whole_check.isChecked(),
-                      fusion=self.fused_check.isChecked() and "auto")
+                      fusion=self.fused_check.isChecked() and "auto",
+                      hot_pixels="auto" if self.hot_check.isChecked() else "keep")
         return kw
 
     @action("distillation")

@@ -47,6 +47,25 @@ def relay_events(gen, cancel: threading.Event):
         gen.close()
 
 
+def auto_events(data, axes: str, seconds: float, stop: threading.Event):
+    """Worker body: :class:`napari_bsdenoise.api.AutoDenoiser` over ``data``; its events until done or
+    ``stop`` is set (then the result holds the models trained so far); returns the result."""
+    pipeline = api.AutoDenoiser(data, axes=axes, seconds=seconds)
+    try:
+        return (yield from relay_events(pipeline.run(), stop))
+    except InterruptedError:
+        return pipeline.result
+
+
+def show_stage_event(ev, progress, status) -> None:
+    """Show one event of a multi-stage job (``message`` names the stage) in a progress bar and a label."""
+    progress.setValue(int(round(1000 * ev.fraction)))
+    stage = ev.message.split(":")[0] if ev.message else ev.kind
+    total = f"/{ev.total}" if ev.total else ""
+    loss = f", loss {ev.loss:.4g}" if ev.loss is not None else ""
+    status.setText(f"{stage}: step {ev.step}{total}{loss}, {format_seconds(ev.elapsed)}")
+
+
 def device_text() -> str:
     """The device training would use, for a label."""
     return api.device_description()

@@ -15,10 +15,11 @@ from qtpy.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QVBoxLayout
 
 from .. import api
 from ..errors import InputError
-from .layers import check_layer, layer_data, load_model_file, report, save_model_file, start_worker
+from .layers import (check_layer, layer_data, load_model_file, model_metadata, output_layer_kwargs, put_layer,
+                     report, save_model_file, start_worker)
 from .panel import Panel, action, add_rows, advanced_box, button, combo, hrow, label, show_summary
 from .plots import NoisePlot
-from .run import BudgetRow, loop_spins
+from .run import BudgetRow, auto_events, loop_spins, show_stage_event, spin
 from .session import SESSION
 
 BLIND_SPOTS = ("auto", "1", "3", "5", "7", "9")
@@ -42,6 +43,7 @@ class TrainWidget(Panel):
         data = QGroupBox("Data")
         self.add_layer_rows(QFormLayout(data), axes_tip=AXES_TIP)
         root.addWidget(data)
+        self.build_auto(root)
 
         noise = QGroupBox("Noise diagnostic")
         outer = QVBoxLayout(noise)
@@ -106,6 +108,54 @@ class TrainWidget(Panel):
         root.addWidget(self.model_label)
         root.addStretch(1)
 
+    def build_auto(self, root) -> None:
+        """The one-button section: diagnose, pick the method, train, distil and denoise in N seconds."""
+        box = QGroupBox("Auto: one button")
+        col = QVBoxLayout(box)
+        self.auto_seconds = spin(30, 24 * 3600, api.DEFAULT_AUTO_SECONDS,
+                                 "Total wall time, inference included: split between the teacher, the student "
+                                 "and denoising (docs/auto.md)")
+        self.auto_button = button("Auto denoise", self.auto_denoise,
+                                  "Noise diagnostic, method (D-BSN or AT-BSN + student), training and denoising "
+                                  "within the time budget; adds '<layer>_denoised' and the models to the session")
+        self.auto_stop_button = button("Stop", lambda: self.auto_job.stop(),
+                                       "Stop after the current step; the models trained so far are kept")
+        col.addLayout(hrow(label("Seconds"), self.auto_seconds, self.auto_button, self.auto_stop_button))
+        self.auto_job = self.add_job("auto denoising", col)
+        self.auto_label = label("")
+        col.addWidget(self.auto_label)
+        root.addWidget(box)
+
+    @action("auto denoising")
+    def auto_denoise(self) -> None:
+        """Run :func:`napari_bsdenoise.auto_denoise` on the layer in the background."""
+        layer, data = self.layer_input()
+        if api.is_lazy_input(data):
+            raise InputError("Auto works on layers in memory; for a lazy (dask/zarr) layer train here, then use "
+                             "the Denoise panel")
+        axes, seconds = self.axes(), float(self.auto_seconds.value())
+        meta_base = {"source_layer": layer.name, "axes": axes}
+
+        def done(result):
+            self._auto_done(layer, result, meta_base)
+
+        self.auto_job.start(auto_events, data, axes, seconds, message=f"Auto: {seconds:.0f} s on {layer.name!r}…",
+                            yielded=lambda ev: show_stage_event(ev, self.auto_job.progress, self.auto_job.status),
+                            returned=done)
+
+    def _auto_done(self, layer, result, meta_base: dict) -> None:
+        names = [SESSION.add(f"{layer.name} auto {role}", m) for role, m in
+                 (("teacher", result.teacher), ("student", result.student)) if m is not None]
+        self.auto_label.setText(result.summary())
+        if result.denoised is None:
+            self.auto_job.status.setText(f"Stopped; kept {', '.join(names) or 'no model'} in the session")
+            return
+        meta = {**model_metadata(names[-1], result.model), **meta_base, "auto": result.choices}
+        put_layer(self.viewer, result.denoised, output_layer_kwargs(layer, f"{layer.name}_denoised", meta))
+        self.auto_job.progress.setValue(1000)
+        self.auto_job.status.setText(f"Added '{layer.name}_denoised' in {result.choices['seconds']['total']:.0f} s "
+                                     f"({result.choices['method']}); models: {', '.join(names)}")
+
     def _on_advanced(self, on: bool) -> None:
         for w in (self.network_combo, self.loss_combo, self.patch_spin, self.batch_spin, self.lr_spin, self.seed_spin):
             w.setEnabled(on)
@@ -114,6 +164,8 @@ class TrainWidget(Panel):
     def update_buttons(self) -> None:
         busy, has = self.busy, self.trainer is not None or self.model is not None
         self.train_button.setEnabled(not busy)
+        self.auto_button.setEnabled(not busy)
+        self.auto_stop_button.setEnabled(self.auto_job.running)
         self.stop_button.setEnabled(busy)
         self.continue_button.setEnabled(not busy and has)
         self.reset_button.setEnabled(not busy and has)

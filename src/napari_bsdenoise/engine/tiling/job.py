@@ -33,7 +33,7 @@ class LazyJob:
 
 def build(image, model, *, axes=None, blind_spot=None, device=None, precision="auto", tile_size=None,
           chunk_size=None, memory=None, renormalize=False, dtype="float32", client=None,
-          n_workers: int | None = None, fusion="auto") -> LazyJob:
+          n_workers: int | None = None, fusion="auto", hot_pixels="auto") -> LazyJob:
     """Plan the job and build the lazy dask graph (nothing is computed except the statistics for
     ``renormalize=True``)."""
     import dask.array as da
@@ -41,7 +41,7 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
     from ...device import resolve_device, resolve_precision
     from ...inputs import match_normalization
     from ...model import BlindSpotModel
-    from ..inference import inference_layout, inference_network
+    from ..inference import inference_layout, resolve_fusion, resolve_hot_pixels, wrap_network
     from ..predict import auto_tile, chunk_sizes, tile_plan
 
     if not isinstance(model, BlindSpotModel):
@@ -64,8 +64,9 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
     xin = to_internal(x, layout.axes, order)
     norm = (lazy_normalization(xin, layout) if renormalize else match_normalization(cfg.normalization, layout))
 
-    net = inference_network(model, s, norm, fusion)
-    fused = net is not model.network
+    fusion_params = resolve_fusion(model, s, norm, fusion)
+    outlier_params = resolve_hot_pixels(model, norm, hot_pixels)
+    net = wrap_network(model.network, fusion_params, outlier_params)
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev)
     n_workers = n_workers or (len(client.scheduler_info().get("workers", {})) if client is not None
@@ -83,7 +84,8 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
     xin = xin.rechunk(lead_chunks + (cc, cy, cx))
     plan = Plan(layout.axes, order, cfg.channel_mode, tuple(norm.mean), tuple(norm.std), s, tile, halo, chunk, m,
                 str(dev), prec, depth_y=halo if len(cy) > 1 else 0, depth_x=halo if len(cx) > 1 else 0,
-                fusion=dataclasses.asdict(net.params) if fused else None)
+                fusion=dataclasses.asdict(fusion_params) if fusion_params is not None else None,
+                outliers=dataclasses.asdict(outlier_params) if outlier_params is not None else None)
     if client is not None:
         from .cluster import install_model  # dask.distributed, imported only for a cluster
 

@@ -54,6 +54,7 @@ class Plan:
     depth_y: int = 0
     depth_x: int = 0
     fusion: dict | None = None  # FusionParams as a dict: the noisy-input fusion of AT-BSN outputs
+    outliers: dict | None = None  # OutlierParams as a dict: hot pixels repaired in the input
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

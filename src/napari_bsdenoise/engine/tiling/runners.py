@@ -47,10 +47,13 @@ def block_denoise(block, *, ref: ModelRef, plan: Plan, block_info=None):
         data = data.reshape(n * c, 1, hb, wb)
     device = torch.device(plan.device)
     net = ref.network(device)
-    if plan.fusion is not None:
-        from ...nn.fusion import FusedNetwork, FusionParams
+    if plan.fusion is not None or plan.outliers is not None:
+        from ...nn.fusion import FusionParams
+        from ...nn.outliers import OutlierParams
+        from ..inference import wrap_network
 
-        net = FusedNetwork(net, FusionParams(**plan.fusion))
+        net = wrap_network(net, plan.fusion and FusionParams(**plan.fusion),
+                           plan.outliers and OutlierParams(**plan.outliers))
     roi = (y0 - ya, y1 - ya, x0 - xa, x1 - xa)
     tile = plan.tile
     while True:

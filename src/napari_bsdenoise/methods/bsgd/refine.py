@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from ...axes import fold_channels, from_samples, to_samples, unfold_channels
-from ...engine.inference import inference_layout
+from ...engine.inference import inference_layout, resolve_hot_pixels
 from ...engine.denoise import denoise_array
 from ...errors import InputError
 from ...inputs import check_image, denormalize, match_normalization, normalize
@@ -16,13 +16,14 @@ from .checks import (DEFAULT_GUIDANCE, DEFAULT_REPLACE, DEFAULT_ROUNDS, DEFAULT_
                      check_bsgd_model, check_guide_model)
 
 
-def _start_image(arr, guide, layout, axes, device, callback):
+def _start_image(arr, guide, layout, axes, device, callback, hot_pixels):
     """The guide's result for ``arr`` in image units (``None`` without a guide)."""
     if guide is None:
         return None
     if isinstance(guide, BlindSpotModel):
         check_guide_model(guide)
-        return denoise_array(arr, guide, axes=layout.axes if axes is None else axes, device=device, callback=callback)
+        return denoise_array(arr, guide, axes=layout.axes if axes is None else axes, device=device, callback=callback,
+                             hot_pixels=hot_pixels)
     g = check_image(guide, name="guide")
     if g.shape != arr.shape:
         raise InputError(f"the guide result has shape {g.shape} and the image {arr.shape}; they must match")
@@ -45,6 +46,7 @@ def refine(
     device=None,
     tile_size: int | None = None,
     callback=None,
+    hot_pixels="auto",
 ) -> np.ndarray:
     """Refine ``image`` by blind-spot guided diffusion sampling with a model from :func:`train_bsgd`.
 
@@ -76,6 +78,9 @@ def refine(
     callback : callable, optional
         Called with a :class:`ProgressEvent` after every DDIM step (and the guide's tiles); return
         ``False`` to cancel (raises :class:`InterruptedError`).
+    hot_pixels : {"auto", "keep", "remove"}
+        As in :func:`napari_bsdenoise.denoise`: hot and dead pixels are repaired in the guide's input and
+        in the noisy values re-injected each round (``"keep"``: not).
 
     Returns
     -------
@@ -98,8 +103,15 @@ def refine(
     cfg = model.config
     layout, s = inference_layout(arr, model, axes, blind_spot)
     norm = match_normalization(cfg.normalization, layout)
-    start_img = _start_image(arr, guide, layout, axes, device, callback)
+    start_img = _start_image(arr, guide, layout, axes, device, callback, hot_pixels)
     y = normalize(to_samples(arr, layout), norm)
+    outliers = resolve_hot_pixels(model, norm, hot_pixels)
+    if outliers is not None:  # the noisy values re-injected each round, with hot pixels repaired
+        import torch
+
+        from ...nn.outliers import repair
+
+        y = repair(torch.from_numpy(np.ascontiguousarray(y, np.float32)), outliers).numpy()
     start = y if start_img is None else normalize(to_samples(start_img, layout), norm)
     independent = cfg.channel_mode == "independent"
     if independent:

@@ -1,0 +1,132 @@
+"""Hot pixels, dead pixels and other isolated outliers: found against the noise model, replaced
+before the network sees them.
+
+sCMOS and EMCCD cameras have hot pixels by the hundred, and cosmic rays or salt-and-pepper noise
+add more.  A blind-spot network does not see the pixel it predicts, so it removes an isolated
+outlier by itself, but everything that puts the noisy input back (the noisy-input fusion, D-BSN's
+posterior mean, a non-blind student, blind spot 0) puts the outlier back too, and each outlier also
+sits in its neighbours' receptive fields.  So outliers are repaired in the input, once, for every path.
+
+A pixel is an outlier when all hold:
+
+* it differs from the median of the 16 pixels at Chebyshev distance 2 (the ring around its 3x3
+  neighbourhood, so clusters of up to 2x2 pixels do not hide each other) by more than ``z_high``
+  (default 6) noise standard deviations at that intensity (the model's measured noise curve);
+* at most ``max_cluster`` (4) pixels of its 3x3 neighbourhood, itself included, differ from their
+  own ring medians by more than ``z_low`` (3) standard deviations;
+* its ring is homogeneous: none of the 16 ring pixels differs from the ring median by more than
+  ``z_ring`` (4) standard deviations, or by more than half as much as the pixel itself does (an
+  outlier far above the texture around it).
+
+The last two keep real structure: a thin line continues through the ring of each of its pixels,
+ends included, an edge or a corner crosses it, and a diffraction-limited spot lights up the 3x3
+neighbourhood, while a hot pixel or a 2x2 cluster sits alone inside surroundings that vary much
+less than it stands out.  The tests err on keeping data.
+Outliers are replaced by their ring median (in a copy: the user's data is never changed).
+A real object of at most 2x2 pixels that stands 6 sigma above its surroundings cannot be told from
+a hot cluster by one image and is removed too (``hot_pixels="keep"`` keeps it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .fusion import noise_knots, noise_variance
+
+Z_HIGH = 6.0
+Z_LOW = 3.0
+Z_RING = 4.0
+MAX_CLUSTER = 4
+RADIUS = 3  # ring median (2) + the 3x3 cluster count of ring tests (1)
+_RING = [i for i in range(25) if not (1 <= i // 5 <= 3 and 1 <= i % 5 <= 3)]
+# var(x - median of 16 noisy values) ~ var(x) * (1 + pi / (2 * 16)) for independent noise
+_MEDIAN_VARIANCE = 1.0 + 3.14159 / 32
+
+
+@dataclass(frozen=True)
+class OutlierParams:
+    """The noise curve (normalised units, as :class:`~napari_bsdenoise.nn.fusion.FusionParams`) and
+    the thresholds of the module docstring (picklable, for dask workers)."""
+
+    intensities: tuple
+    variances: tuple
+    z_high: float = Z_HIGH
+    z_low: float = Z_LOW
+    z_ring: float = Z_RING
+    max_cluster: int = MAX_CLUSTER
+
+
+def outlier_params(noise: dict, mean, std, n_channels: int) -> OutlierParams:
+    """:class:`OutlierParams` from a model's noise record (``config.noise``) and normalisation."""
+    mu, var = noise_knots(noise, mean, std, n_channels)
+    return OutlierParams(mu, var)
+
+
+def ring_median(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per pixel, the median of the 16 pixels at Chebyshev distance 2 (edges replicated), and the
+    largest absolute difference between one of them and that median."""
+    n, c, h, w = x.shape
+    xp = F.pad(x.reshape(n * c, 1, h, w), (2, 2, 2, 2), mode="replicate")
+    ring = F.unfold(xp, 5)[:, _RING].sort(dim=1).values  # (n*c, 16, h*w)
+    mid = ring[:, 7:9].mean(dim=1)  # the mean of the two middle values (torch.median takes the lower)
+    spread = torch.maximum(ring[:, -1] - mid, mid - ring[:, 0])
+    return mid.reshape(n, c, h, w), spread.reshape(n, c, h, w)
+
+
+def find_outliers(x: torch.Tensor, params: OutlierParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mask, ring_median)`` of ``x`` (N, C, Y, X, normalised units): True where a pixel is an
+    outlier (module docstring)."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.float()
+        med, spread = ring_median(x)
+        sigma = (noise_variance(med, params) * _MEDIAN_VARIANCE).clamp_min(1e-12).sqrt()
+        z = (x - med).abs() / sigma
+        n, c, h, w = x.shape
+        low = (z > params.z_low).float().reshape(n * c, 1, h, w)
+        cluster = F.conv2d(F.pad(low, (1, 1, 1, 1)), torch.ones(1, 1, 3, 3, device=x.device)).reshape(n, c, h, w)
+        dev = (x - med).abs()
+        flat = (spread <= params.z_ring * sigma) | (2 * spread <= dev)
+        mask = (z > params.z_high) & (cluster <= params.max_cluster) & flat
+    return mask, med
+
+
+def repair(x: torch.Tensor, params: OutlierParams) -> torch.Tensor:
+    """``x`` with its outliers replaced by their ring medians (a new tensor)."""
+    mask, med = find_outliers(x, params)
+    return torch.where(mask, med.to(x.dtype), x)
+
+
+class OutlierGuard(nn.Module):
+    """A network whose input is repaired (:func:`repair`) before it runs, at every blind spot; the
+    receptive radius grows by :data:`RADIUS`."""
+
+    def __init__(self, network: nn.Module, params: OutlierParams):
+        super().__init__()
+        self.network = network
+        self.params = params
+        self.multiple = getattr(network, "multiple", 1)
+
+    def receptive_radius(self, blind_spot: int = 1) -> int:
+        return self.network.receptive_radius(blind_spot) + RADIUS
+
+    def forward(self, x: torch.Tensor, blind_spot: int = 1) -> torch.Tensor:
+        return self.network(repair(x, self.params), blind_spot)
+
+
+def repair_samples(data, params: OutlierParams):
+    """``(repaired copy, count)`` of ``(N, C, Y, X)`` numpy data, one sample at a time (the ring
+    median takes 25 times a sample's memory)."""
+    import numpy as np
+
+    out, count = np.array(data, dtype=np.float32, copy=True), 0
+    with torch.no_grad():
+        for i in range(len(out)):
+            x = torch.from_numpy(out[i : i + 1])
+            mask, med = find_outliers(x, params)
+            count += int(mask.sum())
+            out[i : i + 1] = torch.where(mask, med, x).numpy()
+    return out, count
