@@ -106,9 +106,8 @@ def budget(args) -> None:
 
     rng = np.random.default_rng(0)
     clean2d = data.camera().astype(np.float64)
-    cells = data.cells3d()[:, 1].astype(np.float64) if hasattr(data, "cells3d") else None  # may need a download
-    if cells is None or cells.size == 0:
-        cells = np.stack([np.roll(clean2d, 7 * i, axis=1) for i in range(16)])
+    # a stack from bundled data only (scikit-image's cells3d is a download): shifted camera frames
+    cells = np.stack([np.roll(clean2d, 7 * i, axis=1) for i in range(16)])
     stack = np.stack([transform.resize(c, (256, 256), anti_aliasing=True, preserve_range=True)
                       for c in cells[:16]])
     stack = 255 * (stack - stack.min()) / (stack.max() - stack.min())

@@ -10,7 +10,8 @@ and what it costs where there are none.
 clean image.  Rows: the noisy input, AT-BSN with its defaults (``hot_pixels="auto"``: repaired before
 training and before denoising), the same training budget with ``hot_pixels="keep"``, each also with
 ``fusion=True`` (the path that put hot pixels back), BM3D (sigma from ``estimate_sigma``) and the
-J-invariant wavelet; plus the largest and the mean error at the injected pixels, in noise sigma.
+J-invariant wavelet and careamics' N2V2 trained for the same ``--seconds``; plus the largest
+and the mean error at the injected pixels, in noise sigma.
 
 ``real``: the benchmark pairs as they are (no outliers injected).  One AT-BSN per image with the
 defaults, then ``denoise`` with ``hot_pixels="auto"`` and ``"keep"`` on the same model, so the
@@ -94,6 +95,14 @@ def synthetic(args) -> None:
             n = model.config.training.get("hot_pixels", {}).get("repaired", 0)
             rows.append(row(f"atbsn_{mode}", bsd.denoise(noisy32, model, hot_pixels=mode), dt, n))
             rows.append(row(f"atbsn_{mode}_fused", bsd.denoise(noisy32, model, hot_pixels=mode, fusion=True), dt, n))
+        try:  # the tool users pick instead, at the same training budget (scripts/setup_bench.sh)
+            from n2v_peer import run_n2v
+
+            t0 = time.perf_counter()
+            out, info = run_n2v(noisy32, seconds=args.seconds, n2v2=True, seed=0, threads=args.threads)
+            rows.append(row("n2v2", out, time.perf_counter() - t0))
+        except ImportError:
+            print("careamics is not installed (bash scripts/setup_bench.sh): no N2V2 row")
         x8 = np.clip(noisy, 0, 255)  # the classical baselines work on the 0-255 scale
         out, _ = C.run_jinv(x8.astype(np.uint8))
         rows.append(row("jinv", out))

@@ -123,18 +123,18 @@ class AutoDenoiser:
         # student on W2S and FMD, docs/distillation.md); AT-BSN: a student keeps the detail blind spots lose
         self.distill = (method == "atbsn") if distill == "auto" else bool(distill)
         self.method = method
-        inference, precompute = self._inference_seconds(method)
-        remaining = seconds * (1 - MARGIN_FRACTION) - MARGIN_SECONDS - t_noise - inference - precompute
+        inference = self._inference_seconds(method)
+        remaining = seconds * (1 - MARGIN_FRACTION) - MARGIN_SECONDS - t_noise - inference
         if remaining < MIN_STAGE_SECONDS * (2 if self.distill else 1):
             need = (seconds - remaining) + MIN_STAGE_SECONDS * (2 if self.distill else 1)
             raise InputError(f"seconds={seconds:g} is too little for this image ({self.arr.shape}): denoising "
-                             f"alone takes about {inference + precompute:.0f} s here; give at least {need:.0f} s")
+                             f"alone takes about {inference:.0f} s here; give at least {need:.0f} s")
         teacher_s = remaining * (teacher_fraction if self.distill else 1.0)
         # the stages end by this clock time; the student's budget is re-planned when it starts
         self.deadline = self.t0 + seconds * (1 - MARGIN_FRACTION) - MARGIN_SECONDS
         self.inference_reserve = inference
         self.plan = {"total": float(seconds), "noise": t_noise, "teacher": teacher_s,
-                     "student": remaining - teacher_s, "inference": inference + precompute}
+                     "student": remaining - teacher_s, "inference": inference}
         self.result = AutoResult(None, None, None, {
             "method": method, "method_reason": reason, "distill": self.distill,
             "distill_reason": ("correlated noise: a student distilled from the teacher at several blind spots"
@@ -143,8 +143,8 @@ class AutoDenoiser:
             "teacher_fraction": teacher_fraction if self.distill else 1.0, "budget": dict(self.plan),
             "noise": self.noise.summary(), "device": str(self.device), "seconds": {}})
 
-    def _inference_seconds(self, method: str) -> tuple[float, float]:
-        """(inference, set-up): measured forward passes scaled to the image.  The student learns per-batch
+    def _inference_seconds(self, method: str) -> float:
+        """Inference time: measured forward passes scaled to the image (x 1.3).  The student learns per-batch
         teacher targets (``precompute=False``), whose cost is inside its own time budget: whole-image
         targets cost 8 teacher passes up front, which a minutes-long budget cannot always afford."""
         from ..config import NETWORK_PRESETS, NetworkConfig
@@ -160,11 +160,11 @@ class AutoDenoiser:
         s = 1 if method == "dbsn" else self.noise.inference_blind_spot
         t_teacher = _seconds_per_pixel(teacher, n_in, s, self.device) * pixels
         if not self.distill:
-            return 1.3 * t_teacher, 0.0
+            return 1.3 * t_teacher
         student = registry.build_network(NetworkConfig(method="student", in_channels=n_in, out_channels=n_in,
                                                        **dict(NETWORK_PRESETS[preset])))
         t_student = _seconds_per_pixel(student, n_in, 0, self.device) * pixels
-        return 1.3 * t_student, 0.0
+        return 1.3 * t_student
 
 
     def __iter__(self):
