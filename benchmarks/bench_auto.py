@@ -45,6 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--seconds", type=float, default=240.0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--shard", default="0/1", help="K/N: every N-th image from the K-th (parallel runs)")
+    p.add_argument("--images", nargs="+", metavar="FRAGMENT", help="only the images whose name holds one of these")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/auto_quality.csv"))
     return p.parse_args(argv)
 
@@ -63,7 +64,8 @@ def quality(args) -> None:
         with open(args.out) as fh:
             done = {(r["image"], r["method"]) for r in csv.DictReader(fh)}
     k, n = (int(v) for v in args.shard.split("/"))
-    pairs = [p for g in args.groups for p in C.load_group(g, args.limit, root)][k::n]
+    pairs = [p for g in args.groups for p in C.load_group(g, args.limit, root)
+             if not args.images or any(f in p.name for f in args.images)][k::n]
     for pair in pairs:
         noisy, gt = pair.load()
         scale_free = pair.group in C.SCALE_FREE_GROUPS
@@ -134,6 +136,12 @@ def table(path: Path) -> None:
     for r in rows:
         by[(r["group"], r["image"])][r["method"]] = r
     groups = sorted({g for g, _ in by})
+    print("| group | image | noisy | auto (what it chose) | N2V | N2V2 | BM3D | J-inv |\n|---|---|---|---|---|---|---|---|")
+    for (g, image), d in sorted(by.items()):
+        if all(m in d for m in METHODS):
+            cells = " | ".join(f"{float(d[m]['psnr']):.2f}" for m in ("n2v", "n2v2", "bm3d", "jinv"))
+            print(f"| {g} | {image.split('/')[-1].rsplit('.', 1)[0]} | {float(d['noisy']['psnr']):.2f} | "
+                  f"**{float(d['auto']['psnr']):.2f}** ({d['auto']['detail']}) | {cells} |")
     for g in groups:
         imgs = [d for (gg, _), d in by.items() if gg == g and all(m in d for m in METHODS)]
         if not imgs:
