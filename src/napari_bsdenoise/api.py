@@ -80,7 +80,6 @@ def make_trainer(image, *, method: str | None = None, model: BlindSpotModel | No
         return registry.get(method).make_trainer(image, guide=guide, model=model, **kwargs)
     if guide is not None:
         raise InputError("guide= is for method='bsgd' (the blind-spot model that the diffusion refinement refines)")
-    check_image(image)
     if method not in TRAIN_METHODS:
         raise InputError(f"unknown method {method!r}; available: {', '.join(map(repr, TRAIN_METHODS))}")
     if method == "auto":

@@ -55,10 +55,8 @@ def denoise_array(arr: np.ndarray, model, *, axes: str | None = None, blind_spot
 
 def hot_pixel_mask(arr: np.ndarray, model, *, axes: str | None = None) -> np.ndarray:
     """Boolean mask (``arr``'s shape) of the outliers that ``hot_pixels="auto"`` repairs."""
-    import torch
-
     from ..errors import InputError
-    from ..nn.outliers import find_outliers
+    from ..nn.outliers import repair_samples
     from .inference import resolve_hot_pixels
 
     cfg = model.config
@@ -72,12 +70,8 @@ def hot_pixel_mask(arr: np.ndarray, model, *, axes: str | None = None) -> np.nda
     independent = cfg.channel_mode == "independent"
     if independent:
         data = fold_channels(data)
-    masks = []
-    with torch.no_grad():
-        for i in range(len(data)):  # one sample at a time: the ring median takes 25x its memory
-            mask, _ = find_outliers(torch.from_numpy(np.ascontiguousarray(data[i : i + 1], np.float32)), params)
-            masks.append(mask.numpy())
-    mask = np.concatenate(masks).astype(np.float32)
+    _, mask = repair_samples(data, params)
+    mask = mask.astype(np.float32)
     if independent:
         mask = unfold_channels(mask, layout.n_channels)
     return from_samples(mask, layout) > 0.5

@@ -175,15 +175,16 @@ def make_blindspot_trainer(
     config.noise["recommended_method"] = recommended_method(noise)
     config.training = {"data_shape": list(arr.shape), "data_dtype": str(arr.dtype), "data_axes": layout.axes,
                        "method": method, "method_reason": reason}
-    data = normalize(samples, match_normalization(norm, layout))
+    data_norm = match_normalization(norm, layout)
+    data = normalize(samples, data_norm)
     if config.channel_mode == "independent":
         data = fold_channels(data)
     # hot and dead pixels out of the training data, as denoise takes them out of its input: a +500
     # outlier costs an L2 loss thousands of times a noisy pixel's, and no blind spot can predict it
-    outliers = resolve_hot_pixels(start, match_normalization(norm, layout), hot_pixels)
+    outliers = resolve_hot_pixels(start, data_norm, hot_pixels)
     if outliers is not None:
-        data, n_hot = repair_samples(data, outliers)
-        config.training["hot_pixels"] = {"mode": hot_pixels, "repaired": n_hot}
+        data, hot = repair_samples(data, outliers)
+        config.training["hot_pixels"] = {"mode": hot_pixels, "repaired": int(hot.sum())}
     # a patch must hold plenty of context around a large blind spot: with s=9 on
     # 32-px patches most of what a branch sees is padding and training fails
     patch_size = max(patch_size, 8 * s_train)

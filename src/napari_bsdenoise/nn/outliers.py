@@ -118,15 +118,16 @@ class OutlierGuard(nn.Module):
 
 
 def repair_samples(data, params: OutlierParams):
-    """``(repaired copy, count)`` of ``(N, C, Y, X)`` numpy data, one sample at a time (the ring
+    """``(repaired copy, outlier mask)`` of ``(N, C, Y, X)`` numpy data, one sample at a time (the ring
     median takes 25 times a sample's memory)."""
     import numpy as np
 
-    out, count = np.array(data, dtype=np.float32, copy=True), 0
+    out = np.array(data, dtype=np.float32, copy=True)
+    mask = np.zeros(out.shape, dtype=bool)
     with torch.no_grad():
         for i in range(len(out)):
             x = torch.from_numpy(out[i : i + 1])
-            mask, med = find_outliers(x, params)
-            count += int(mask.sum())
-            out[i : i + 1] = torch.where(mask, med, x).numpy()
-    return out, count
+            m, med = find_outliers(x, params)
+            mask[i : i + 1] = m.numpy()
+            out[i : i + 1] = torch.where(m, med, x).numpy()
+    return out, mask
