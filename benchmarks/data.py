@@ -181,6 +181,55 @@ def make_synthetic(image: str, kind: str, params: dict, seed: int) -> tuple[np.n
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8), clean
 
 
+# noise correlated along one axis (issue #18: resampling, deskewing, line-scan or rolling-shutter read-out):
+# Poisson-Gaussian (gain, read) plus white noise filtered by a normalised box of 2 * length + 1 pixels
+# along x, along y or along the diagonal (or a 3 x (2 * length + 1) box: "xy", correlated along both axes
+# but much more along x), scaled to std ``sigma``; clipped and rounded to uint8.
+# (name, axis, length, sigma, gain, read, seed)
+AXIS_SPECS = (
+    ("x_strong", "x", 3, 12.0, 2.0, 3.0, 2001),
+    ("y_strong", "y", 3, 12.0, 2.0, 3.0, 2002),
+    ("diag_strong", "diag", 3, 12.0, 2.0, 3.0, 2003),
+    ("x_mild", "x", 3, 5.0, 1.0, 2.0, 2004),
+    ("y_mild", "y", 3, 5.0, 1.0, 2.0, 2005),
+    ("diag_mild", "diag", 3, 5.0, 1.0, 2.0, 2006),
+    ("x_long", "x", 5, 15.0, 2.0, 3.0, 2007),
+    ("xy_strong", "xy", 3, 12.0, 2.0, 3.0, 2008),
+)
+
+
+def axis_correlated_noise(shape, axis: str, length: int, sigma: float, rng) -> np.ndarray:
+    """Gaussian noise of std ``sigma`` correlated along ``axis`` ("x", "y", "diag", "xy") over
+    ``2 * length + 1`` pixels (periodic filtering of white noise by a normalised box)."""
+    from scipy import ndimage as ndi
+
+    n = 2 * length + 1
+    kernel = {"x": np.ones((1, n)), "y": np.ones((n, 1)), "diag": np.eye(n), "xy": np.ones((3, n))}[axis]
+    out = ndi.convolve(rng.normal(0.0, 1.0, shape), kernel / np.sqrt((kernel**2).sum()), mode="wrap")
+    return sigma * out / out.std()
+
+
+def make_axis_correlated(axis: str, length: int, sigma: float, gain: float, read: float, seed: int,
+                         image: str = "camera") -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic ``(noisy uint8, clean float64)`` for one :data:`AXIS_SPECS` case."""
+    from skimage import data
+
+    clean = getattr(data, image)().astype(np.float64)
+    rng = np.random.default_rng(seed)
+    noisy = (gain * rng.poisson(clean / gain) + rng.normal(0.0, read, clean.shape)
+             + axis_correlated_noise(clean.shape, axis, length, sigma, rng))
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8), clean
+
+
+def axis_pairs(limit: int | None = None) -> list[Pair]:
+    specs = [AXIS_SPECS[i] for i in _subset_indices(len(AXIS_SPECS), limit)]
+    return [Pair(group="axis", name=f"axis/{name}", pixel_independent=False,
+                 meta={"source": "skimage.data.camera", "c": 1, "axis": axis, "length": length, "sigma": sigma,
+                       "gain": gain, "read": read, "seed": seed},
+                 _loader=partial(make_axis_correlated, axis, length, sigma, gain, read, seed))
+            for name, axis, length, sigma, gain, read, seed in specs]
+
+
 def synthetic_pairs(limit: int | None = None) -> list[Pair]:
     specs = [SYNTHETIC_SPECS[i] for i in _subset_indices(len(SYNTHETIC_SPECS), limit)]
     out = []
@@ -201,4 +250,6 @@ def synthetic_pairs(limit: int | None = None) -> list[Pair]:
 def load_group(group: str, limit: int | None = None, root: Path | None = None) -> list[Pair]:
     if group == "synthetic":
         return synthetic_pairs(limit)
+    if group == "axis":
+        return axis_pairs(limit)
     return real_pairs(group, limit, root)

@@ -33,14 +33,16 @@ def test_v01_model_files_load_with_the_same_config_and_summary(name):
 @pytest.mark.parametrize("name", ["atbsn", "dbsn", "student"])
 def test_v01_models_denoise_as_they_did(name, image, expected):
     model = bsd.load_model(DATA / f"v0.1_{name}.safetensors")
-    np.testing.assert_allclose(bsd.denoise(image, model), expected[name], rtol=1e-5, atol=1e-4)
+    # check=False: these toy models fail 0.2's safety check (it would keep the input); the network's
+    # output itself is what must not have changed
+    np.testing.assert_allclose(bsd.denoise(image, model, check=False), expected[name], rtol=1e-5, atol=1e-4)
 
 
 def test_v01_atbsn_at_another_blind_spot_and_bsgd_refinement(image, expected):
     teacher = bsd.load_model(DATA / "v0.1_atbsn.safetensors")
     np.testing.assert_allclose(bsd.denoise(image, teacher, blind_spot=1), expected["atbsn_s1"], rtol=1e-5, atol=1e-4)
     diffusion = bsd.load_model(DATA / "v0.1_bsgd.safetensors")
-    np.testing.assert_allclose(bsd.refine(image, diffusion, guide=teacher, seed=0), expected["bsgd"],
+    np.testing.assert_allclose(bsd.refine(image, diffusion, guide=teacher, seed=0, check=False), expected["bsgd"],
                                rtol=1e-4, atol=1e-3)
 
 

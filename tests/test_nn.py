@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from napari_bsdenoise.nn import ATBSN, blind_spot_shift
+from napari_bsdenoise.nn.atbsn import blind_spot_shifts
 
 
 def _influence(net, s, h, w, cy, cx, device="cpu"):
@@ -26,6 +27,37 @@ def test_blind_spot_probe(s, where):
     assert g[cheb <= d - 1].max() == 0
     seen = g[(cheb >= d + 1) & (cheb <= d + 4)]
     assert seen.numel() > 0 and bool((seen > 0).all())
+
+
+@pytest.mark.parametrize("s", [(1, 5), (5, 1), (3, 9), (9, 3), (1, 9)])
+@pytest.mark.parametrize("where", [(40, 40), (3, 60), (44, 1)])
+def test_per_axis_blind_spot_probe(s, where):
+    """A (y, x) blind spot hides the rectangle |dy| <= dy-1, |dx| <= dx-1 and sees a margin around it."""
+    torch.manual_seed(0)
+    net = ATBSN(1, 1, width=8, depth=3).double()
+    dy, dx = blind_spot_shifts(s)
+    assert (dy, dx) == ((s[0] + 1) // 2, (s[1] + 1) // 2)
+    x = torch.randn(1, 1, 48, 68, dtype=torch.float64, requires_grad=True)
+    net(x, s)[0, 0, where[0], where[1]].backward()
+    g = x.grad[0, 0].abs()
+    yy, xx = torch.meshgrid(torch.arange(48), torch.arange(68), indexing="ij")
+    ady, adx = (yy - where[0]).abs(), (xx - where[1]).abs()
+    assert g[(ady <= dy - 1) & (adx <= dx - 1)].max() == 0
+    near = torch.maximum(ady, adx) <= max(dy, dx) + 4
+    # just outside the rectangle (one pixel of margin, as the square probe): every pixel is seen
+    seen = g[near & ((ady >= dy + 1) | (adx >= dx + 1))]
+    assert seen.numel() > 0 and bool((seen > 0).all())
+    # and the rectangle is not a square: the short axis sees pixels the long axis hides
+    if dy != dx:
+        long_side = (ady <= max(dy, dx) - 1) & (adx <= max(dy, dx) - 1)
+        assert g[long_side].max() > 0
+
+
+def test_per_axis_blind_spot_equals_square_when_sides_agree():
+    net = ATBSN(1, 1, width=8, depth=2).eval()
+    x = torch.randn(1, 1, 32, 40)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x, (5, 5)), net(x, 5), atol=0)
 
 
 @pytest.mark.parametrize("depth", [1, 2])
@@ -70,7 +102,7 @@ def test_features_cache_matches_forward():
             np.testing.assert_allclose(net.head_from_features(feats, s, (40, 56)), net(x, s), atol=1e-6)
 
 
-@pytest.mark.parametrize("s", [-1, 2, 4])
+@pytest.mark.parametrize("s", [-1, 2, 4, (0, 3), (3, 0), (1, 2), (1, 3, 5)])
 def test_invalid_blind_spot(s):
     with pytest.raises(ValueError):
         blind_spot_shift(s)

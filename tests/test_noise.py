@@ -148,8 +148,60 @@ def test_correlation_along_one_axis():
     res = estimate_noise_correlation(50.0 + 5.0 * _blurred_noise((256, 256), 3, seed=7, axis=1))
     assert res.lag1_x > 0.5
     assert abs(res.lag1_y) < 0.1
-    assert res.train_blind_spot > 1
-    assert "along x" in res.summary()
+    assert res.direction == "x" and "along x" in res.summary()
+    # a rectangle: one row (y neighbours carry independent noise), several columns
+    ty, tx = res.train_blind_spot
+    assert ty == 1 and tx >= 5 and tx % 2 == 1
+    assert res.inference_blind_spot == (1, 3)
+    assert res.correlation_lengths[0] == 0 and res.correlation_lengths[1] >= 2
+
+
+def _axis_noise(shape, axis, length, seed):
+    n = 2 * length + 1
+    kernel = {"x": np.ones((1, n)), "y": np.ones((n, 1)), "diag": np.eye(n)}[axis]
+    out = ndi.convolve(np.random.default_rng(seed).normal(size=shape), kernel, mode="wrap")
+    return out / out.std()
+
+
+@pytest.mark.parametrize("axis", ["x", "y"])
+def test_per_axis_blind_spot_on_a_textured_image(axis):
+    """On the camera image texture leaks a little correlation into every direction: the short axis
+    must still get one pixel, the long one the whole correlation (box of 7: correlated to lag 6)."""
+    res = estimate_noise_correlation(_camera() + 20.0 * _axis_noise((512, 512), axis, 3, seed=11))
+    short, long_side = res.train_blind_spot if axis == "x" else res.train_blind_spot[::-1]
+    assert short == 1 and long_side >= 2 * 6 + 1  # lag 6, plus margin (up to the 15 that lag 7 allows)
+    assert res.direction == axis
+    assert f"along {axis}" in res.summary() and "x" in res.summary()
+
+
+def test_diagonal_correlation_gets_a_square():
+    res = estimate_noise_correlation(_camera() + 20.0 * _axis_noise((512, 512), "diag", 3, seed=12))
+    assert res.direction == "diagonal"
+    assert isinstance(res.train_blind_spot, int) and res.train_blind_spot >= 13
+
+
+def test_long_correlation_extends_the_measured_lags():
+    """Correlated beyond the default 4 lags: measured again out to 7, and the summary says so."""
+    res = estimate_noise_correlation(50.0 + 5.0 * _axis_noise((512, 512), "x", 5, seed=13))
+    assert res.autocorrelation.shape == (15, 15) and res.max_lag == 7
+    assert res.correlation_reaches_edge and "beyond" in res.summary()
+    assert res.train_blind_spot == (1, 15)
+    short = estimate_noise_correlation(50.0 + 5.0 * _axis_noise((512, 512), "x", 5, seed=13), max_lag=4)
+    assert short.max_lag == 7  # the extension is the default
+    from napari_bsdenoise.noise import estimate_noise_correlation_samples
+
+    fixed = estimate_noise_correlation_samples(
+        (50.0 + 5.0 * _axis_noise((512, 512), "x", 5, seed=13))[None, None], extend=False)
+    assert fixed.max_lag == 4 and fixed.correlation_reaches_edge
+
+
+def test_per_axis_result_json_round_trip():
+    from napari_bsdenoise.noise import NoiseCorrelation
+
+    res = estimate_noise_correlation(50.0 + 5.0 * _axis_noise((256, 256), "y", 2, seed=14))
+    assert isinstance(res.train_blind_spot, tuple)
+    back = NoiseCorrelation.from_dict(json.loads(json.dumps(res.to_dict())))
+    assert back == res and back.train_blind_spot == res.train_blind_spot
 
 
 # --- API, layout and result object ------------------------------------------------------------

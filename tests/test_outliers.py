@@ -111,7 +111,7 @@ def test_every_path_repairs_the_same_way(scene, tmp_path):
 def test_dbsn_students_and_distillation_targets_do_not_reproduce_hot_pixels(scene):
     noisy, hot, model = scene
     d = bsd.train(noisy, method="dbsn", steps=3, network={"width": 8, "depth": 1}, patch_size=32)
-    _check_removed(bsd.denoise(hot, d), bsd.denoise(noisy, d), d)  # D-BSN's posterior mean sees the pixel
+    _check_removed(bsd.denoise(hot, d, check=False), bsd.denoise(noisy, d, check=False), d)  # D-BSN: sees the pixel
     kw = dict(steps=1, student={"width": 8, "depth": 2}, patch_size=32, teacher_blind_spots=[1], fusion=True)
     distiller = bsd.make_distiller(hot, model, **kw)
     assert distiller.model.config.training["distillation"]["hot_pixels"] == "repaired"

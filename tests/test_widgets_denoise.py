@@ -75,7 +75,7 @@ def test_dbsn_model_offers_blind_spots_0_and_1_only(make_napari_viewer, qtbot, g
     y0, y1, x0, x1 = prev.metadata["napari_bsdenoise"]["region"]
     np.testing.assert_allclose(prev.data, bsd.denoise(data, dbsn, blind_spot=1)[y0:y1, x0:x1], atol=1e-4)
     w.slider.setValue(0)
-    np.testing.assert_allclose(prev.data, bsd.denoise(data, dbsn)[y0:y1, x0:x1], atol=1e-4)
+    np.testing.assert_allclose(prev.data, bsd.denoise(data, dbsn, blind_spot=0)[y0:y1, x0:x1], atol=1e-4)
     w.preview_check.setChecked(False)
     w.model_combo.setCurrentText("tunable")  # an AT-BSN: every blind spot again
     assert w.slider.maximum() == len(BLIND_SPOTS) - 1 and w.blind_spot_note.isHidden()
@@ -231,3 +231,46 @@ def test_denoise_hot_pixel_checkbox(make_napari_viewer, qtbot, gray_model):
         assert meta["hot_pixels"] == mode and meta.get("hot_pixels_repaired", 0) == (1 if checked else 0)
     assert not np.allclose(bsd.denoise(data, gray_model, blind_spot=0),
                            bsd.denoise(data, gray_model, blind_spot=0, hot_pixels="keep"))
+
+
+def test_per_axis_blind_spot_and_safety_check(make_napari_viewer, qtbot):
+    """A model trained at (1, 9) opens the panel at its (1, 3) default with "Per axis" ticked; the
+    result at the default is safety-checked (verdict in the metadata), a chosen setting is not."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:96, :96]
+    clean = 100 + 40 * np.sin(yy / 9.0) * np.cos(xx / 13.0)
+    data = (clean + 12 * ndi.convolve(rng.normal(size=(96, 96)), np.ones((1, 7)) / np.sqrt(7), mode="wrap"))
+    data = data.astype(np.float32)
+    model = bsd.train(data, steps=30, network="tiny", blind_spot=(1, 9), patch_size=48, batch_size=4)
+    assert model.config.inference_blind_spot == (1, 3)
+    viewer = make_napari_viewer()
+    viewer.add_image(data, name="in")
+    SESSION.add("axis", model)
+    w = _dock(viewer, "Denoise")
+    assert w.axis_check.isChecked() and not w.slider_x.isHidden() and w.blind_spot() == (1, 3)
+    assert w.slider_label.text() == "1x3"
+    w.denoise_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=60_000)
+    out = viewer.layers["in_denoised"]
+    meta = out.metadata["napari_bsdenoise"]
+    assert meta["blind_spot"] == [1, 3] and meta["safety_check"].startswith("safety check")
+    report = bsd.safety_check(data, model)
+    expect = bsd.denoise(data, model, check=False, **({} if not report.fell_back or report.chosen is None else
+                                                      {"blind_spot": report.chosen.blind_spot,
+                                                       "fusion": report.chosen.fusion}))
+    if report.fell_back and report.chosen is None:
+        expect = data
+    np.testing.assert_allclose(out.data, expect, atol=1e-4)
+    # a chosen rectangle: no check, exactly what was asked for
+    w.slider_x.setValue(BLIND_SPOTS.index(9))
+    assert w.blind_spot() == (1, 9)
+    w.denoise_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=60_000)
+    out = viewer.layers["in_denoised"]
+    assert out.metadata["napari_bsdenoise"]["safety_check"].startswith("not run")
+    np.testing.assert_allclose(out.data, bsd.denoise(data, model, blind_spot=(1, 9)), atol=1e-4)
+    # unticking gives a square again, and the preview renders rectangles
+    w.axis_check.setChecked(False)
+    assert isinstance(w.blind_spot(), int) and w.slider_x.isHidden()

@@ -8,6 +8,8 @@ BSGD model) are session fixtures in tests/conftest.py.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from widget_helpers import _check_output, _clean_session, _dock, _noisy, _records, _stop_within_a_step  # noqa: F401
@@ -65,7 +67,7 @@ def test_distill_then_denoise_with_the_student(make_napari_viewer, qtbot, teache
     assert denoise.model() is student
     assert not denoise.slider.isEnabled() and denoise.blind_spot() == 0
     assert not denoise.blind_spot_note.isHidden() and "student" in denoise.blind_spot_note.text()
-    want = bsd.denoise(data, student)
+    want = bsd.denoise(data, student, check=False)  # what the preview shows (the model's output)
     denoise.preview_check.setChecked(True)
     qtbot.waitUntil(lambda: "cells_preview" in viewer.layers and not denoise.preview_busy, timeout=20_000)
     prev = viewer.layers["cells_preview"]
@@ -76,7 +78,11 @@ def test_distill_then_denoise_with_the_student(make_napari_viewer, qtbot, teache
     denoise.denoise_button.click()
     qtbot.waitUntil(lambda: not denoise.busy, timeout=30_000)
     out = _check_output(viewer, layer, "cells_denoised", student, 0, "YX")
-    np.testing.assert_allclose(out.data, want, atol=1e-4)
+    # the whole layer at the student's default is safety-checked, as denoise(check="auto") does it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bsd.SafetyWarning)
+        checked = bsd.denoise(data, student)
+    np.testing.assert_allclose(out.data, checked, atol=1e-4)
     np.testing.assert_array_equal(layer.data, before)
     denoise.model_combo.setCurrentText("cells model")  # back to the teacher: the slider is free again
     assert denoise.slider.isEnabled() and denoise.blind_spot_note.isHidden()
@@ -84,7 +90,7 @@ def test_distill_then_denoise_with_the_student(make_napari_viewer, qtbot, teache
     path = w.save_student(str(tmp_path / "student.safetensors"))
     loaded = bsd.load_model(path)
     assert loaded.is_student
-    np.testing.assert_allclose(bsd.denoise(data, loaded), want, atol=1e-5)
+    np.testing.assert_allclose(bsd.denoise(data, loaded, check=False), want, atol=1e-5)
 
 
 def test_distill_stop_keeps_the_best_student_and_continue(make_napari_viewer, qtbot, teacher):
@@ -164,14 +170,16 @@ def test_refine_trains_the_branches_then_refines_the_layer(make_napari_viewer, q
     w.rounds_box.setValue(1)
     w.guidance_box.setValue(0.5)
     w.seed_box.setValue(3)
+    assert w.check_box.isChecked()  # the safeguard is on by default; off here to see the refinement itself
+    w.check_box.setChecked(False)
     w.refine_button.click()
     assert w.refining and w.cancel_button.isEnabled() and not w.train_button.isEnabled()
     qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
     out = viewer.layers["cells_refined"]
-    want = bsd.refine(data, diff, guide=small_guide, sampling_steps=2, rounds=1, guidance=0.5, seed=3)
+    kw = dict(guide=small_guide, sampling_steps=2, rounds=1, guidance=0.5, check=False)
+    want = bsd.refine(data, diff, seed=3, **kw)
     np.testing.assert_allclose(out.data, want, atol=1e-4)
-    assert not np.allclose(out.data, bsd.refine(data, diff, guide=small_guide, sampling_steps=2, rounds=1,
-                                                guidance=0.5, seed=4), atol=1e-3)  # the seed is passed on
+    assert not np.allclose(out.data, bsd.refine(data, diff, seed=4, **kw), atol=1e-3)  # the seed is passed on
     np.testing.assert_allclose(out.scale, layer.scale)
     np.testing.assert_allclose(out.translate, layer.translate)
     assert tuple(out.units) == tuple(layer.units) and tuple(out.axis_labels) == tuple(layer.axis_labels)
@@ -181,6 +189,18 @@ def test_refine_trains_the_branches_then_refines_the_layer(make_napari_viewer, q
     assert (meta["sampling_steps"], meta["rounds"], meta["guidance"], meta["seed"]) == (2, 1, 0.5, 3)
     assert meta["t_start"] == 0.3 and meta["replace"] == 0.16 and meta["source_layer"] == "cells"
     assert w.progress.value() == 1000 and "Added 'cells_refined'" in w.status.text()
+    assert meta["safety_check"] == "off"
+    # with the safeguard: its verdict is in the metadata, and the layer is what refine(check="auto") gives
+    w.check_box.setChecked(True)
+    w.refine_button.click()
+    qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+    out = viewer.layers["cells_refined"]
+    assert out.metadata["napari_bsdenoise"]["safety_check"].startswith("refinement check")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_allclose(out.data, bsd.refine(data, diff, seed=3, **{**kw, "check": "auto"}), atol=1e-4)
     np.testing.assert_array_equal(layer.data, before)  # the input is never modified
 
 

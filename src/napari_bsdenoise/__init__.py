@@ -7,6 +7,7 @@ The public API (napari-free; importable from scripts, the napari console and the
     clean = bsd.denoise(noisy, model, blind_spot=1)       # any blind spot, no retraining
     student = bsd.distill(noisy, model, seconds=60)        # fast non-blind student for big stacks
     model.save("cells.safetensors"); model = bsd.load_model("cells.safetensors")
+    bsd.export_bioimageio(model, "cells.zip", image=noisy)  # a BioImage Model Zoo package
     bsd.estimate_noise_correlation(noisy).summary()
 """
 
@@ -18,11 +19,17 @@ from .api import (
     denoise_iter,
     distill,
     estimate_noise_correlation,
+    export_bioimageio,
     find_hot_pixels,
+    format_blind_spot,
     load_model,
     make_distiller,
     make_trainer,
+    parse_blind_spot,
     refine,
+    safety_check,
+    SafetyReport,
+    SafetyWarning,
     train,
     train_bsgd,
 )
@@ -43,8 +50,14 @@ __all__ = [
     "denoise_iter",
     "distill",
     "estimate_noise_correlation",
+    "export_bioimageio",
     "find_hot_pixels",
+    "format_blind_spot",
     "load_model",
+    "parse_blind_spot",
+    "safety_check",
+    "SafetyReport",
+    "SafetyWarning",
     "refine",
     "make_distiller",
     "make_trainer",

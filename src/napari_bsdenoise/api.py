@@ -14,14 +14,18 @@ from . import registry
 from .defaults import (DEFAULT_AUTO_SECONDS, DEFAULT_AUTO_TEACHER_FRACTION, DEFAULT_BATCH_SIZE,
                        DEFAULT_DISTILL_PATCH_SIZE, DEFAULT_LEARNING_RATE, DEFAULT_METHOD, DEFAULT_PATCH_SIZE,
                        DEFAULT_STEPS, MIN_TRAIN_SIDE)
+from .config import format_blind_spot, parse_blind_spot
 from .device import describe_device as device_description
 from .engine import tiling
 from .engine.denoise import denoise_array, drive
+from .engine.export import export_bioimageio
 from .engine.inference import inference_layout, inference_network, resolve_fusion
 from .engine.preview import Preview
+from .engine.safety import CHECKS, SafetyReport, SafetyWarning, checked_settings, kept_input
+from .engine.safety import safety_check as engine_safety_check
 from .engine.progress import ProgressEvent, iter_events, run_events
 from .errors import InputError
-from .inputs import check_image, check_trainable_size, match_normalization, normalize
+from .inputs import check_image, check_trainable_size, convert_dtype, match_normalization, normalize
 from .methods.blindspot import choose_method, make_blindspot_trainer, recommended_method
 from .methods.bsgd.checks import (BSGD_PRESETS, DEFAULT_GUIDANCE, DEFAULT_REPLACE, DEFAULT_ROUNDS,
                                    DEFAULT_SAMPLING_STEPS, DEFAULT_T_START)
@@ -39,9 +43,9 @@ __all__ = [
     "DEFAULT_T_START", "DEFAULT_BATCH_SIZE", "DEFAULT_DISTILL_PATCH_SIZE", "DEFAULT_LEARNING_RATE", "DEFAULT_METHOD",
     "DEFAULT_PATCH_SIZE", "DEFAULT_STEPS", "MIN_TRAIN_SIDE", "TRAIN_METHODS", "Preview", "ProgressEvent",
     "check_image", "check_trainable_size", "device_description", "choose_method", "denoise", "denoise_iter", "distill",
-    "estimate_noise_correlation", "find_hot_pixels", "inference_layout", "inference_network", "is_lazy_input", "iter_events",
+    "estimate_noise_correlation", "export_bioimageio", "find_hot_pixels", "format_blind_spot", "inference_layout", "inference_network", "is_lazy_input", "iter_events",
     "load_model", "make_bsgd_trainer", "make_distiller", "make_trainer", "match_normalization", "method_info",
-    "normalize", "open_input", "recommended_method", "refine", "resolve_fusion", "run_events", "train",
+    "normalize", "open_input", "parse_blind_spot", "safety_check", "SafetyReport", "SafetyWarning", "recommended_method", "refine", "resolve_fusion", "run_events", "train",
     "train_bsgd", "trainable_methods",
 ]
 
@@ -277,6 +281,7 @@ def denoise(
     overwrite: bool = False,
     fusion="auto",
     hot_pixels="auto",
+    check="auto",
 ):
     """Denoise ``image`` with a trained ``model``.
 
@@ -336,6 +341,14 @@ def denoise(
         neither the fusion nor a non-blind output puts them back (:mod:`napari_bsdenoise.nn.outliers`;
         :func:`find_hot_pixels` counts them).  ``"auto"`` (default) does so for every model with a noise
         estimate, ``"remove"`` insists, ``"keep"`` leaves the input as it is.
+    check : {"auto", True, False}
+        The self-supervised safety check (:func:`safety_check`): estimate on the image itself, without a
+        clean reference, whether the result improves on the input, and where the default settings do
+        not (by at least 0.5 dB), use the model's best other setting, or keep the input when none is
+        estimated to improve on it; a :class:`SafetyWarning` says so.  ``"auto"`` (default) checks the
+        default path (``blind_spot`` and ``fusion`` left as they are) of in-memory results (not ``out=``
+        or lazy input: check a representative image with :func:`safety_check`); ``True`` checks any
+        settings; ``False`` never.  It costs three passes over two 256x256 crops.
 
     Returns
     -------
@@ -344,6 +357,16 @@ def denoise(
         input; a lazy dask array for dask/zarr/path input; the output path with ``out=``.
     """
     _check_model(model)
+    if out is None and not tiling.is_lazy_input(image):  # the safety check of in-memory results
+        image = check_image(image)
+        blind_spot, fusion, report = checked_settings(image, model, check=check, axes=axes, blind_spot=blind_spot,
+                                                      fusion=fusion, hot_pixels=hot_pixels, device=device,
+                                                      callback=callback)
+        if report is not None and report.fell_back and report.chosen is None:  # nothing beats the input
+            kept = kept_input(image, model, axes=axes, hot_pixels=hot_pixels)
+            return kept if dtype == "float32" else convert_dtype(kept, image.dtype if dtype == "input" else dtype)
+    elif check not in CHECKS:
+        raise InputError(f"check must be one of {CHECKS}, got {check!r}")
     big = dict(axes=axes, blind_spot=blind_spot, device=device, precision=precision, tile_size=tile_size,
                renormalize=renormalize, dtype=dtype, chunk_size=chunk_size, memory=memory, fusion=fusion,
                hot_pixels=hot_pixels)
@@ -365,6 +388,20 @@ def denoise(
     return denoise_array(arr, model, axes=axes, blind_spot=blind_spot, device=device, precision=precision,
                          tile_size=tile_size, renormalize=renormalize, callback=callback, dtype=dtype,
                          fusion=fusion, hot_pixels=hot_pixels)
+
+
+def safety_check(image, model: BlindSpotModel, **kwargs) -> SafetyReport:
+    """Estimate, without a clean reference, how much ``model``'s result on ``image`` improves on it, and
+    the best setting when the default does not (:func:`napari_bsdenoise.engine.safety.safety_check`;
+    keywords ``axes``, ``blind_spot``, ``fusion``, ``hot_pixels``, ``device``, ``full``).
+
+    >>> import numpy as np, napari_bsdenoise as bsd
+    >>> noisy = np.random.default_rng(0).normal(100, 10, (64, 64)).astype("float32")
+    >>> model = bsd.train(noisy, steps=5, network="tiny", blind_spot=1)
+    >>> len(bsd.safety_check(noisy, model).candidates) >= 1
+    True
+    """
+    return engine_safety_check(check_image(image), _check_model(model), **kwargs)
 
 
 def denoise_iter(image, model: BlindSpotModel, *, out, **kwargs):

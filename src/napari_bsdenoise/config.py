@@ -75,8 +75,8 @@ class ModelConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     normalization: Normalization = field(default_factory=Normalization)
     channel_mode: str = "joint"  # "joint" (RGB: one multi-channel network) or "independent"
-    train_blind_spot: int = 1
-    inference_blind_spot: int = 1
+    train_blind_spot: int | tuple = 1  # odd side, or (y, x) sides (config.check_blind_spot)
+    inference_blind_spot: int | tuple = 1
     loss: str = "l2"
     axes: str = "YX"  # axes of the training data
     noise: dict | None = None  # the noise-correlation diagnostic of the training data
@@ -109,24 +109,80 @@ class ModelConfig:
             raise InputError(f"loss {self.loss!r} does not apply to method {self.network.method!r} "
                              "(D-BSN trains with 'nll', AT-BSN with 'l1' or 'l2')")
         registry.get(self.network.method).validate_config(self)
-        for name in ("train_blind_spot", "inference_blind_spot"):
-            check_blind_spot(getattr(self, name), name)
+        for name in ("train_blind_spot", "inference_blind_spot"):  # a JSON list becomes a (y, x) tuple
+            setattr(self, name, check_blind_spot(getattr(self, name), name))
         return self
 
 
-def check_blind_spot(value, name: str = "blind_spot") -> int:
-    """Validate a blind-spot side: 0 (non-blind) or an odd positive integer."""
+def _check_side(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InputError(f"{name} must be 0 or an odd integer (1, 3, 5, ...), got {value!r}")
+        raise InputError(f"{name} must be 0 or an odd integer (1, 3, 5, ...), or a (y, x) pair of them, got {value!r}")
     v = int(value)
     if v < 0 or (v > 0 and v % 2 == 0):
         raise InputError(
-            f"{name} must be 0 or an odd integer (1, 3, 5, ...), got {v}: the blind spot is a square of "
-            "odd side centred on the pixel"
+            f"{name} must be 0 or an odd integer (1, 3, 5, ...), got {v}: the blind spot is a rectangle of "
+            "odd sides centred on the pixel"
         )
     if v > 63:
         raise InputError(f"{name}={v} is larger than any sensible blind spot (at most 63)")
     return v
+
+
+def check_blind_spot(value, name: str = "blind_spot"):
+    """Validate a blind spot: 0 (non-blind), an odd side ``s`` (an ``s x s`` square) or a ``(y, x)`` pair
+    of odd sides (a rectangle, for noise correlated more along one axis than the other).
+
+    Returns an ``int`` for a square (``(5, 5)`` becomes ``5``) and a ``(y, x)`` tuple otherwise, so
+    square blind spots keep their 0.1 form in model files.
+
+    >>> check_blind_spot(3), check_blind_spot([1, 9]), check_blind_spot((5, 5))
+    (3, (1, 9), 5)
+    """
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise InputError(f"{name} must be an odd integer or a (y, x) pair, got {len(value)} values {value!r}")
+        y, x = (_check_side(v, name) for v in value)
+        if (y == 0) != (x == 0):
+            raise InputError(f"{name}={tuple(value)} mixes 0 with a blind side: a blind spot of 0 along one axis "
+                             "sees the pixel it predicts; use 0 (non-blind) or odd sides >= 1 on both axes")
+        return y if y == x else (y, x)
+    return _check_side(value, name)
+
+
+def parse_blind_spot(text: str, name: str = "blind_spot"):
+    """A blind spot from text, as the CLI and the widgets take it: ``"3"`` or ``"1x9"`` (y x x).
+
+    >>> parse_blind_spot("1x9"), parse_blind_spot(" 5 ")
+    ((1, 9), 5)
+    """
+    parts = str(text).lower().replace(" ", "").replace("×", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise InputError(f"{name} must be an odd number such as 3, or YxX odd sides such as 1x9, got {text!r}") from None
+    return check_blind_spot(values[0] if len(values) == 1 else values, name)
+
+
+def blind_spot_sides(value) -> tuple[int, int]:
+    """``(y, x)`` sides of a validated blind spot (an int is a square)."""
+    return tuple(value) if isinstance(value, tuple) else (int(value), int(value))
+
+
+def blind_spot_side(value) -> int:
+    """The larger side of a validated blind spot (what patch sizes and halos must hold)."""
+    return max(blind_spot_sides(value))
+
+
+def blind_spot_sort_key(value) -> tuple[int, int, int]:
+    """Orders blind spots by their larger side, then area (``sorted(spots, key=blind_spot_sort_key)``)."""
+    y, x = blind_spot_sides(value)
+    return max(y, x), y * x, y
+
+
+def format_blind_spot(value) -> str:
+    """``"3"`` for a square, ``"1x9"`` (y x x) for a rectangle."""
+    y, x = blind_spot_sides(value)
+    return str(y) if y == x else f"{y}x{x}"
 
 
 def check_unet_depth(cfg: ModelConfig) -> None:

@@ -8,6 +8,17 @@ from . import modelfile, registry
 from .config import ModelConfig
 from .errors import ModelFileError
 
+#: Writers of other formats, by name, registered by the engine when the package is imported
+#: (``"bioimageio"``: :mod:`napari_bsdenoise.engine.export`); the model layer does not import the
+#: engine (docs/architecture.md), as the methods reach it through :mod:`napari_bsdenoise.registry`.
+EXPORTERS: dict = {}
+
+
+def register_exporter(name: str, export) -> None:
+    """Make ``export(model, path, **options)`` the writer of format ``name``
+    (:meth:`BlindSpotModel.export_bioimageio`)."""
+    EXPORTERS[name] = export
+
 
 class BlindSpotModel:
     """A trained denoiser.
@@ -91,6 +102,11 @@ class BlindSpotModel:
     def save(self, path) -> Path:
         """Write the model to ``path`` (``.safetensors``; weights + JSON config, no pickle)."""
         return modelfile.write(path, self.network.state_dict(), self.config.to_dict())
+
+    def export_bioimageio(self, path, **options) -> Path:
+        """Write the model as a BioImage Model Zoo package (``.zip``) and return its path: see
+        :func:`napari_bsdenoise.export_bioimageio` for the options (``blind_spot=``, ``format=``, ``image=`` ...)."""
+        return EXPORTERS["bioimageio"](self, path, **options)
 
     @classmethod
     def load(cls, path) -> BlindSpotModel:

@@ -49,6 +49,12 @@ class Method:
     student_network: Callable | None = None  # (ModelConfig) -> student NetworkConfig fields for "auto"
     teacher_warm_start: bool = False  # its network's UNet weights can start a student (or a BSGD branch)
     guided: bool = False  # trained against a guide model (BSGD: train_bsgd, the Refine panel), not by the Train panel
+    # (ModelConfig) -> [(blind_spot, fusion), ...]: what the safety check of denoise tries when the default
+    # settings are not estimated to improve on the input (engine/safety.py); None: nothing else to try
+    fallbacks: Callable | None = None
+    # (ModelConfig) -> (blind_spot, fusion) of an output blind to the noise (its residual where the result is
+    # flat is noise alone: the safety check reads this image's noise level there); None: the model has none
+    reference: Callable | None = None
     extras: Mapping[str, object] = field(default_factory=dict)
 
 

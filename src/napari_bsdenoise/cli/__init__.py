@@ -6,14 +6,15 @@ Examples::
     napari-bsdenoise train cells.tif -o cells.safetensors --seconds 300
     napari-bsdenoise denoise cells.safetensors cells.tif -o cells_denoised.tif
     napari-bsdenoise info cells.safetensors
+    napari-bsdenoise export cells.safetensors -o cells.zip --image cells.tif
 
 Reads TIFF (axes from ImageJ/OME metadata when unambiguous), PNG and JPEG;
 writes TIFF (float32 by default, pixel size copied from the input) or 8/16-bit
 PNG.  User errors print one line, ``napari-bsdenoise: error: <message>``, and
 exit with code 2.  Input files are only ever read.
 
-One module per subcommand (``auto``, ``train``, ``distill``, ``denoise``, ``info``, ``refine``,
-``noise``), each with ``add_parser(sub)`` and ``run(args)``; what they share is in
+One module per subcommand (``auto``, ``train``, ``distill``, ``denoise``, ``info``, ``export``,
+``refine``, ``noise``), each with ``add_parser(sub)`` and ``run(args)``; what they share is in
 :mod:`.common`, whole-file image reading and writing in :mod:`napari_bsdenoise.io.images`.
 """
 
@@ -24,7 +25,7 @@ import sys
 
 from ..errors import BSDenoiseError
 from ..io.images import ImageFile, convert_dtype, read_image, write_image
-from . import auto, denoise, distill, info, noise, refine, train
+from . import auto, denoise, distill, export, info, noise, refine, train
 from .common import EXIT_INTERRUPTED, EXIT_USER_ERROR, PROG, CLIError, Parser, Progress, UsageError, one_line
 
 __all__ = [
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_parser(sub)
     denoise.add_parser(sub)
     info.add_parser(sub)
+    export.add_parser(sub)  # a BioImage Model Zoo package (docs/export.md)
     refine.add_parser(sub)  # experimental diffusion refinement (docs/bsgd.md)
     noise.add_parser(sub)
     return p

@@ -117,14 +117,25 @@ def int_arg(value: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
 
 
+def spot_arg(value: str):
+    """A blind spot: ``3`` (a square) or ``1x9`` (y x x sides, for noise correlated along one axis)."""
+    from ..config import parse_blind_spot
+    from ..errors import InputError
+
+    try:
+        return parse_blind_spot(value)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def blind_spot_arg(value: str):
     if value.lower() == "auto":
         return "auto"
-    return int_arg(value)
+    return spot_arg(value)
 
 
-def blind_spot_list(value: str) -> list[int]:
-    return [int_arg(v) for v in value.replace(" ", "").split(",") if v]
+def blind_spot_list(value: str) -> list:
+    return [spot_arg(v) for v in value.replace(" ", "").split(",") if v]
 
 
 def positive_int(value: str) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.images import TIFF_SUFFIXES, check_input_file, check_png, output_format
+from ..config import format_blind_spot
 from .common import (
     AXES_HELP,
     DEVICE_HELP,
@@ -22,6 +23,7 @@ from .common import (
     positive_int,
     read_input,
     same_file,
+    spot_arg,
 )
 
 
@@ -55,7 +57,7 @@ def run(args) -> int:
         if n_hot:
             note(f"repaired {n_hot} hot/dead pixel(s) before denoising (--hot-pixels keep leaves them)")
     s = model.inference_blind_spot if args.blind_spot is None else args.blind_spot
-    print(f"wrote {out} ({result.dtype}, shape {result.shape}, axes {img.axes}, blind spot {s})")
+    print(f"wrote {out} ({result.dtype}, shape {result.shape}, axes {img.axes}, blind spot {format_blind_spot(s)})")
     return 0
 
 
@@ -122,7 +124,7 @@ def add_parser(sub) -> None:
     d.add_argument("-o", "--output", metavar="OUT", required=True,
                    help="output .tif, .png or .zarr (never the input; .zarr streams chunk by chunk and resumes)")
     d.add_argument("--axes", help=AXES_HELP)
-    d.add_argument("--blind-spot", type=int_arg, metavar="N",
+    d.add_argument("--blind-spot", type=spot_arg, metavar="N|YxX",
                    help="inference blind spot: 0 (non-blind, sharpest; for D-BSN the fusion with the noisy "
                    "pixel), 1, 3 ... (default: the model's)")
     d.add_argument("--device", help=DEVICE_HELP)

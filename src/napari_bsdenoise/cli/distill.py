@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io.images import check_input_file
+from ..config import format_blind_spot
 from .common import (
     AXES_HELP,
     DEVICE_HELP,
@@ -40,7 +41,7 @@ def run(args) -> int:
                                **kwargs)
     if not args.quiet:
         note(f"distilling {teacher_path.name} on {img.path.name} {img.data.shape} (axes {img.axes}): "
-             f"teachers at blind spots {', '.join(map(str, distiller.blind_spots))}, "
+             f"teachers at blind spots {', '.join(map(format_blind_spot, distiller.blind_spots))}, "
              f"{distiller.model.n_parameters / 1e6:.2f} M-parameter student")
     path, interrupted = run_trainer(distiller, out, "distill", args.quiet)
     if interrupted:

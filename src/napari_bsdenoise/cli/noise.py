@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 
+from ..config import format_blind_spot
 from .common import AXES_HELP, read_input
 
 
@@ -37,7 +38,8 @@ def run(args) -> int:
     print(_format_acf(np.asarray(result.autocorrelation)))
     axes = f" --axes {img.axes}" if args.axes else ""
     print(f"suggested: napari-bsdenoise train {img.path.name}{axes} -o model.safetensors --blind-spot "
-          f"{result.train_blind_spot} --inference-blind-spot {result.inference_blind_spot}")
+          f"{format_blind_spot(result.train_blind_spot)} --inference-blind-spot "
+          f"{format_blind_spot(result.inference_blind_spot)}")
     return 0
 
 

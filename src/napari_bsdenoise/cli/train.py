@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io.images import check_input_file
+from ..config import format_blind_spot
 from .common import (
     AXES_HELP,
     DEVICE_HELP,
@@ -18,6 +19,7 @@ from .common import (
     read_input,
     run_trainer,
     training_summary,
+    spot_arg,
 )
 
 
@@ -44,14 +46,14 @@ def run(args) -> int:
         reason = cfg.training.get("method_reason", "")
         if reason.startswith("auto") or "note:" in reason:
             note(f"method {cfg.network.method}: {reason}")
-        note(f"training on {img.path.name} {img.data.shape} (axes {img.axes}), blind spot {cfg.train_blind_spot} "
-             f"(inference {cfg.inference_blind_spot})")
+        note(f"training on {img.path.name} {img.data.shape} (axes {img.axes}), blind spot "
+             f"{format_blind_spot(cfg.train_blind_spot)} (inference {format_blind_spot(cfg.inference_blind_spot)})")
     path, interrupted = run_trainer(trainer, out, "train", args.quiet)
     if interrupted:
         return EXIT_INTERRUPTED
     model = trainer.model
-    print(f"saved {path} ({training_summary(model)}; blind spot trained {model.train_blind_spot}, "
-          f"inference {model.inference_blind_spot})")
+    print(f"saved {path} ({training_summary(model)}; blind spot trained "
+          f"{format_blind_spot(model.train_blind_spot)}, inference {format_blind_spot(model.inference_blind_spot)})")
     return 0
 
 
@@ -62,9 +64,10 @@ def add_parser(sub) -> None:
                        "as a .safetensors model file.")
     t.add_argument("image", metavar="IMAGE", help="noisy TIFF, PNG or JPEG")
     add_output_and_budget(t, "model", AXES_HELP)
-    t.add_argument("--blind-spot", type=blind_spot_arg, default="auto", metavar="auto|N",
-                   help="training blind spot: auto (from the noise diagnostic; default) or an odd number of pixels")
-    t.add_argument("--inference-blind-spot", type=int_arg, metavar="N",
+    t.add_argument("--blind-spot", type=blind_spot_arg, default="auto", metavar="auto|N|YxX",
+                   help="training blind spot: auto (from the noise diagnostic; default), an odd number of pixels, "
+                        "or YxX odd sides (e.g. 1x9 for noise correlated along x)")
+    t.add_argument("--inference-blind-spot", type=spot_arg, metavar="N|YxX",
                    help="default blind spot stored in the model for denoising (0 = non-blind, 1, 3 ...)")
     from ..api import trainable_methods
 

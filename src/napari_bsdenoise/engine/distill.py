@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 
+from ..config import blind_spot_sort_key, check_blind_spot, format_blind_spot
 from ..device import autocast
 from .train import Trainer
 
@@ -29,7 +30,7 @@ PRECOMPUTE_MAX_BYTES = 1 << 30
 PRECOMPUTE_MAX_PIXELS = 32_000_000
 
 
-def default_teacher_blind_spots(train_blind_spot: int) -> tuple[int, ...]:
+def default_teacher_blind_spots(train_blind_spot) -> tuple:
     """Teacher set from the teacher's training blind spot.
 
     Correlated noise (trained at s > 1): the paper's set, ``0, 1, 3, ...`` up to two
@@ -37,6 +38,12 @@ def default_teacher_blind_spots(train_blind_spot: int) -> tuple[int, ...]:
     at 1): the 1-pixel teacher alone; adding s = 3 (blurrier) or s = 0 (copies noise)
     cost 0.1-0.3 dB on FMD and W2S (measured, docs/distillation.md).
     """
+    if isinstance(train_blind_spot, tuple):  # (y, x): grow each side up to two beyond its own
+        sy, sx = train_blind_spot
+        top = min(max(sy, sx) + 2, 11)
+        side = lambda k, s: 1 if s <= 1 else min(k, s + 2)  # noqa: E731
+        spots = {(side(k, sy), side(k, sx)) for k in range(1, top + 1, 2)}
+        return (0, *sorted((y if y == x else (y, x) for y, x in spots), key=blind_spot_sort_key))
     s = int(train_blind_spot)
     if s <= 1:
         return (1,)
@@ -102,7 +109,7 @@ class DistillTrainer(Trainer):
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if precompute not in ("auto", True, False):
             raise ValueError(f"precompute must be 'auto', True or False, got {precompute!r}")
-        self.blind_spots = tuple(int(s) for s in blind_spots)
+        self.blind_spots = tuple(check_blind_spot(s) for s in blind_spots)
         self.mode = mode
         self.fusion = fusion  # FusionParams: blind-spot targets fused with the input (nn/fusion.py)
         self.outliers = outliers  # OutlierParams: the teacher sees inputs with hot pixels repaired
@@ -141,11 +148,12 @@ class DistillTrainer(Trainer):
 
             data = repair(torch.from_numpy(np.asarray(data, np.float32)), self.outliers).numpy()
         heads = _AllHeads(self.teacher, self.blind_spots)
-        tile = auto_tile(self.teacher, max(self.blind_spots), 512 * 2**20)  # ~512 MB of activations
+        widest = max(self.blind_spots, key=blind_spot_sort_key)  # the largest halo
+        tile = auto_tile(self.teacher, widest, 512 * 2**20)  # ~512 MB of activations
         total = None
         for k in range(8):
             x = np.ascontiguousarray(dihedral(data, k), np.float32)
-            y = predict(heads, x, blind_spot=max(self.blind_spots), device=device, precision=precision, tile=tile)
+            y = predict(heads, x, blind_spot=widest, device=device, precision=precision, tile=tile)
             y = _undo_dihedral(y.astype(np.float32), k)
             total = y if total is None else total + y
         outs = self._fused(torch.from_numpy(np.asarray(data, np.float32)),
@@ -163,7 +171,7 @@ class DistillTrainer(Trainer):
 
     def describe(self) -> str:
         return (f"distilling on {self.device} ({self.precision}) from teachers at blind spots "
-                f"{', '.join(map(str, self.blind_spots))} ({self.mode})")
+                f"{', '.join(map(format_blind_spot, self.blind_spots))} ({self.mode})")
 
     def targets(self, x):
         """The teachers' outputs on ``x`` at each blind spot, detached."""

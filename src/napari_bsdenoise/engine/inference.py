@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .. import registry
 from ..axes import SampleLayout
-from ..config import Normalization, check_blind_spot
+from ..config import Normalization, blind_spot_sides, check_blind_spot, format_blind_spot
 from ..errors import InputError
 from ..inputs import sample_layout
 
@@ -19,8 +19,9 @@ def inference_layout(x, model, axes: str | None, blind_spot) -> tuple[SampleLayo
     s = cfg.inference_blind_spot if blind_spot is None else check_blind_spot(blind_spot)
     registry.get(model.method).check_inference_blind_spot(s)
     h, w = layout.spatial_shape
-    if min(h, w) <= max(s, 2):
-        raise InputError(f"the image ({h}x{w} pixels) is too small for a blind spot of {s} pixels")
+    sy, sx = blind_spot_sides(s)
+    if h <= max(sy, 2) or w <= max(sx, 2):
+        raise InputError(f"the image ({h}x{w} pixels) is too small for a blind spot of {format_blind_spot(s)} pixels")
     if cfg.channel_mode == "joint" and layout.n_channels != cfg.network.in_channels:
         raise InputError(
             f"the model takes {cfg.network.in_channels}-channel images and this one has {layout.n_channels} "

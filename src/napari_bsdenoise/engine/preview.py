@@ -155,7 +155,7 @@ class Preview:
 
         from .. import registry
         from ..config import check_blind_spot
-        from ..nn.atbsn import blind_spot_shift
+        from ..nn.atbsn import blind_spot_shifts
         from ..nn.fusion import fuse
 
         s = check_blind_spot(blind_spot)
@@ -174,8 +174,9 @@ class Preview:
             elif self._features is None:
                 out = self.network.to(self.device)(self._x, s)[:, :, ry, rx]
             else:
-                d = blind_spot_shift(s)
-                branches = [_window(g, ry, rx, dy * d, dx * d) for g, (dy, dx) in zip(self._features, _SHIFTS)]
+                dv, dh = blind_spot_shifts(s)  # vertical and horizontal branches
+                branches = [_window(g, ry, rx, dy * (dh if dx else dv), dx * (dh if dx else dv))
+                            for g, (dy, dx) in zip(self._features, _SHIFTS)]
                 out = self.network.head(torch.cat(branches, dim=3).permute(0, 3, 1, 2))
             if fusion is not None:
                 out = fuse(self._x[:, :, ry, rx], out, fusion)

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from ..config import format_blind_spot
 from ..device import autocast
 from .patches import PatchSampler
 from .progress import ProgressEvent
@@ -90,7 +91,7 @@ class Trainer:
         return f" ({reason})" if reason.startswith("auto") else ""
 
     def describe(self) -> str:
-        return (f"training on {self.device} ({self.precision}), blind spot {self.config.train_blind_spot}"
+        return (f"training on {self.device} ({self.precision}), blind spot {format_blind_spot(self.config.train_blind_spot)}"
                 + self._method_note())
 
     def _validate(self) -> float:

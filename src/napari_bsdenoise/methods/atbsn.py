@@ -65,6 +65,10 @@ METHOD = Method(
     teacher_blind_spots=lambda cfg: default_teacher_blind_spots(cfg.train_blind_spot),
     student_network=lambda cfg: {"width": cfg.network.width, "depth": cfg.network.depth},
     teacher_warm_start=True,
+    # without the fusion, then the training blind spot (it hides all the noise correlation it was trained on)
+    reference=lambda cfg: (cfg.train_blind_spot, False),
+    fallbacks=lambda cfg: [(cfg.inference_blind_spot, False), (cfg.train_blind_spot, "auto"),
+                           (cfg.train_blind_spot, False)],
     no_fusion_reason="",
     extras={"training": BlindSpotTraining(Trainer, atbsn_blind_spots, atbsn_loss)},
 )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .. import registry
 from ..axes import fold_channels, to_samples
-from ..config import ModelConfig, NetworkConfig, check_blind_spot
+from ..config import ModelConfig, NetworkConfig, blind_spot_side, blind_spot_sides, check_blind_spot, format_blind_spot
 from ..engine.inference import resolve_hot_pixels
 from ..defaults import (DEFAULT_BATCH_SIZE, DEFAULT_LEARNING_RATE, DEFAULT_PATCH_SIZE,
                         DEFAULT_VALIDATION_FRACTION)
@@ -114,7 +114,7 @@ def make_blindspot_trainer(
     s_train = None
     if isinstance(blind_spot, str):
         if blind_spot != "auto":
-            raise InputError(f"blind_spot must be 'auto' or an odd integer, got {blind_spot!r}")
+            raise InputError(f"blind_spot must be 'auto', an odd integer or a (y, x) pair, got {blind_spot!r}")
     else:
         s_train = check_blind_spot(blind_spot, "blind_spot")
         if s_train == 0:
@@ -129,8 +129,10 @@ def make_blindspot_trainer(
     spec = registry.get(method)
     rules: BlindSpotTraining = spec.extras["training"]
     s_train, s_inf = rules.blind_spots(blind_spot, s_train, inference_blind_spot, noise)
-    if min(h, w) <= 2 * s_train:
-        raise InputError(f"the image ({h}x{w}) is too small for a training blind spot of {s_train} pixels")
+    sy, sx = blind_spot_sides(s_train)
+    if h <= 2 * sy or w <= 2 * sx:
+        raise InputError(f"the image ({h}x{w}) is too small for a training blind spot of "
+                         f"{format_blind_spot(s_train)} pixels")
 
     dev = resolve_device(device)
     if model is not None:
@@ -187,7 +189,7 @@ def make_blindspot_trainer(
         config.training["hot_pixels"] = {"mode": hot_pixels, "repaired": int(hot.sum())}
     # a patch must hold plenty of context around a large blind spot: with s=9 on
     # 32-px patches most of what a branch sees is padding and training fails
-    patch_size = max(patch_size, 8 * s_train)
+    patch_size = max(patch_size, 8 * blind_spot_side(s_train))
     return rules.trainer(
         data,
         start,
@@ -202,7 +204,8 @@ def atbsn_blind_spots(blind_spot, s_train, inference_blind_spot, noise) -> tuple
     if s_train is None:
         s_train, s_inf = noise.train_blind_spot, noise.inference_blind_spot
     else:
-        s_inf = min(noise.inference_blind_spot, s_train)
+        s_inf = check_blind_spot([min(a, b) for a, b in zip(blind_spot_sides(noise.inference_blind_spot),
+                                                            blind_spot_sides(s_train))])
     return s_train, (s_inf if inference_blind_spot is None else int(inference_blind_spot))
 
 

@@ -74,13 +74,13 @@ def validate_config(cfg) -> None:
         raise InputError(f"D-BSN depth must be at most {MAX_DBSN_DEPTH} blocks, got {cfg.network.depth}")
     if cfg.network.in_channels != cfg.network.out_channels:
         raise InputError("D-BSN needs as many output channels as input channels")
-    if cfg.train_blind_spot != 1 or cfg.inference_blind_spot > 1:
+    if cfg.train_blind_spot != 1 or cfg.inference_blind_spot not in (0, 1):
         raise InputError("D-BSN has a fixed 1-pixel blind spot: it is trained at 1 and applied at 0 "
                          "(fused with the noisy pixel) or 1 (the blind-spot mean alone)")
 
 
-def check_inference_blind_spot(s: int) -> None:
-    if s > 1:
+def check_inference_blind_spot(s) -> None:
+    if s not in (0, 1):
         raise InputError(f"blind_spot={s} does not apply: D-BSN has a fixed 1-pixel blind spot (blind spot 0 = "
                          "the posterior-mean fusion with the noisy pixel, the default; 1 = the blind-spot mean alone)")
 
@@ -88,7 +88,7 @@ def check_inference_blind_spot(s: int) -> None:
 def blind_spots(blind_spot, s_train, inference_blind_spot, noise) -> tuple[int, int]:
     if s_train is not None and s_train != 1:
         raise InputError(f"D-BSN has a fixed 1-pixel blind spot; blind_spot={s_train} needs method='atbsn'")
-    if inference_blind_spot is not None and inference_blind_spot > 1:
+    if inference_blind_spot is not None and inference_blind_spot not in (0, 1):
         raise InputError("a D-BSN model is applied at blind spot 0 (fused with the noisy pixel) or 1 "
                          f"(the blind-spot mean alone), not {inference_blind_spot}")
     return 1, (0 if inference_blind_spot is None else int(inference_blind_spot))
@@ -137,6 +137,8 @@ METHOD = Method(
                       "own noise model and students see the noisy pixel already"),
     # a D-BSN teacher's target is its fused (posterior-mean) output, its blind spot 0
     teacher_blind_spots=lambda cfg: (0,),
+    fallbacks=lambda cfg: [(1, "auto"), (0, "auto")],
+    reference=lambda cfg: (1, "auto"),  # the blind-spot mean (not fused at blind spot 1)  # the blind-spot mean alone, or the posterior mean
     student_network=student_network,
     teacher_warm_start=False,  # D-BSN shares no UNet weights with the student
     extras={"training": BlindSpotTraining(DBSNTrainer, blind_spots, loss, initialise)},

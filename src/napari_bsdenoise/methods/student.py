@@ -12,7 +12,8 @@ import dataclasses
 
 from .. import registry
 from ..axes import fold_channels, to_samples
-from ..config import NETWORK_PRESETS, ModelConfig, NetworkConfig, check_blind_spot, check_unet_depth
+from ..config import (NETWORK_PRESETS, ModelConfig, NetworkConfig, blind_spot_side, blind_spot_sort_key,
+                      check_blind_spot, check_unet_depth)
 from ..defaults import (DEFAULT_BATCH_SIZE, DEFAULT_DISTILL_PATCH_SIZE, DEFAULT_LEARNING_RATE,
                         DEFAULT_VALIDATION_FRACTION)
 from ..engine.inference import inference_layout, resolve_fusion, resolve_hot_pixels
@@ -53,7 +54,8 @@ def _teacher_blind_spots(teacher, teacher_blind_spots) -> tuple[int, ...]:
             raise InputError(f"teacher_blind_spots must be 'auto' or a list of blind spots, got {teacher_blind_spots!r}")
         return tuple(spec.teacher_blind_spots(teacher.config))
     try:
-        blind_spots = tuple(sorted({check_blind_spot(b, "teacher_blind_spots") for b in teacher_blind_spots}))
+        blind_spots = tuple(sorted({check_blind_spot(b, "teacher_blind_spots") for b in teacher_blind_spots},
+                                   key=blind_spot_sort_key))
     except TypeError:
         raise InputError(f"teacher_blind_spots must be 'auto' or a list of blind spots, "
                          f"got {teacher_blind_spots!r}") from None
@@ -114,7 +116,8 @@ def make_distiller(
     steps = check_budget(steps, seconds, patch_size, batch_size, learning_rate)
     tcfg = teacher.config
     blind_spots = _teacher_blind_spots(teacher, teacher_blind_spots)
-    layout, _ = inference_layout(arr, teacher, axes, max(blind_spots))
+    widest = max(blind_spots, key=blind_spot_sort_key)
+    layout, _ = inference_layout(arr, teacher, axes, widest)
     check_trainable_size(layout)
 
     if isinstance(student, BlindSpotModel):
@@ -145,9 +148,10 @@ def make_distiller(
     config.training = {
         "data_shape": list(arr.shape), "data_dtype": str(arr.dtype), "data_axes": layout.axes,
         "distillation": {
-            "teacher_blind_spots": list(blind_spots), "mode": mode, "warm_start": bool(warm_start),
+            "teacher_blind_spots": [list(b) if isinstance(b, tuple) else b for b in blind_spots], "mode": mode, "warm_start": bool(warm_start),
             "teacher_method": teacher.method,
-            "teacher_train_blind_spot": tcfg.train_blind_spot,
+            "teacher_train_blind_spot": (list(tcfg.train_blind_spot) if isinstance(tcfg.train_blind_spot, tuple)
+                                         else tcfg.train_blind_spot),
             "teacher_network": dataclasses.asdict(tcfg.network),
             "teacher_training": {k: v for k, v in tcfg.training.items() if k != "history"},
         },
@@ -175,7 +179,7 @@ def make_distiller(
         precompute=precompute,
         fusion=fused,
         outliers=outliers,
-        **loop_settings(steps, seconds, max(patch_size, 8 * max(blind_spots)), batch_size, learning_rate, seed,
+        **loop_settings(steps, seconds, max(patch_size, 8 * blind_spot_side(widest)), batch_size, learning_rate, seed,
                         dev, precision, validation_fraction),
     )
 

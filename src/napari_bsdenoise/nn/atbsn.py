@@ -4,7 +4,9 @@ A shifted UNet (:class:`~.shifted.ShiftUNet`) runs on four rotations of the
 input; each branch's features are shifted down by ``d`` rows, rotated back and
 concatenated, and a 1x1 head fuses them.  The union of the four half-planes
 hides every offset with Chebyshev distance ``<= d - 1``: a blind spot of side
-``s = 2d - 1``.  Only the final shift depends on ``s``, so one trained network
+``s = 2d - 1``; shifting the vertical and horizontal branches by different
+amounts hides a rectangle instead (``blind_spot=(y, x)``, for noise correlated
+along one axis).  Only the final shift depends on ``s``, so one trained network
 serves any blind spot at inference (``s = 0`` sees the centre pixel).
 
 Any H x W is accepted: the input is zero-padded at its bottom and right to a
@@ -20,12 +22,29 @@ from torch import nn
 from .shifted import NEGATIVE_SLOPE, ShiftUNet, init_weights, shift_down
 
 
-def blind_spot_shift(blind_spot: int) -> int:
-    """Final feature shift ``d`` for a blind spot of side ``s`` (``s = 2d - 1``; ``s = 0`` -> 0)."""
-    s = int(blind_spot)
-    if s < 0 or (s > 0 and s % 2 == 0):
-        raise ValueError(f"blind_spot must be 0 or an odd positive integer (1, 3, 5, ...), got {blind_spot!r}")
-    return (s + 1) // 2
+def blind_spot_shift(blind_spot) -> int:
+    """Final feature shift ``d`` for a blind spot of side ``s`` (``s = 2d - 1``; ``s = 0`` -> 0); the
+    larger of the two for a ``(y, x)`` blind spot."""
+    return max(blind_spot_shifts(blind_spot))
+
+
+def blind_spot_shifts(blind_spot) -> tuple[int, int]:
+    """``(dy, dx)``: the shifts of the vertical (rotations 0, 2) and horizontal (1, 3) branches.
+
+    A square side ``s`` shifts all four by ``(s + 1) // 2``; a ``(y, x)`` blind spot shifts the branches
+    looking up and down by ``(y + 1) // 2`` and those looking left and right by ``(x + 1) // 2``, which
+    hides the ``y x x`` rectangle ``|dy| <= (y - 1) / 2, |dx| <= (x - 1) / 2``.
+    """
+    sides = tuple(blind_spot) if isinstance(blind_spot, (tuple, list)) else (blind_spot, blind_spot)
+    out = []
+    for v in sides:
+        s = int(v)
+        if s < 0 or (s > 0 and s % 2 == 0) or s != v:
+            raise ValueError(f"blind_spot must be 0 or an odd positive integer (1, 3, 5, ...), got {blind_spot!r}")
+        out.append((s + 1) // 2)
+    if len(out) != 2 or (out[0] == 0) != (out[1] == 0):
+        raise ValueError(f"blind_spot must be an odd side or a (y, x) pair of odd sides >= 1, got {blind_spot!r}")
+    return out[0], out[1]
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -90,9 +109,10 @@ class ATBSN(nn.Module):
 
     def head_from_features(self, feats: list[torch.Tensor], blind_spot: int, size: tuple[int, int]) -> torch.Tensor:
         """Apply the final shift for ``blind_spot``, rotate back and fuse."""
-        d = blind_spot_shift(blind_spot)
+        dy, dx = blind_spot_shifts(blind_spot)
         h, w = size
-        branches = [torch.rot90(shift_down(f, d), -k, dims=(2, 3)) for k, f in enumerate(feats)]
+        # rotations 0 and 2 look up and down (their rows are the image's rows), 1 and 3 left and right
+        branches = [torch.rot90(shift_down(f, dx if k % 2 else dy), -k, dims=(2, 3)) for k, f in enumerate(feats)]
         return self.head(torch.cat(branches, dim=1)[:, :, :h, :w])
 
     def forward(self, x: torch.Tensor, blind_spot: int = 1) -> torch.Tensor:

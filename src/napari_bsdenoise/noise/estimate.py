@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import InputError
 from .blocks import prepare_channel
 from .detrend import DETREND_ORDER, design, effective_dof, half_lags
-from .recommend import MILD_NOISE_FRACTION, recommend
+from .recommend import EXTENDED_MAX_LAG, MILD_NOISE_FRACTION, recommend
 from .result import NoiseCorrelation
 from .statistics import channel_estimate
 
@@ -17,14 +17,24 @@ __all__ = ["estimate_noise_correlation", "estimate_noise_correlation_samples"]
 
 
 def estimate_noise_correlation_samples(
-    samples: np.ndarray, *, max_lag: int = 4, block: int = 16, seed: int = 0
+    samples: np.ndarray, *, max_lag: int = 4, block: int = 16, seed: int = 0, extend: bool = True
 ) -> NoiseCorrelation:
     """Estimate the spatial autocorrelation of the noise of ``(N, C, Y, X)`` samples.
 
     ``samples`` holds N independent 2-D images (slices) with C channels; each
     channel is analysed on its own and the results are averaged.  See
-    :func:`estimate_noise_correlation` for the method and the result.
+    :func:`estimate_noise_correlation` for the method and the result.  With ``extend``, noise still
+    correlated at ``max_lag`` is measured again out to lag 7 (what 16-pixel blocks allow), so that the
+    blind spot can cover it.
     """
+    result = _estimate(samples, max_lag, block, seed)
+    if (extend and result.correlation_reaches_edge and max_lag < EXTENDED_MAX_LAG
+            and block >= 2 * EXTENDED_MAX_LAG + 2):
+        result = _estimate(samples, EXTENDED_MAX_LAG, block, seed)
+    return result
+
+
+def _estimate(samples, max_lag, block, seed) -> NoiseCorrelation:
     samples = np.asarray(samples)
     if samples.ndim != 4:
         raise InputError(f"samples must be a 4-D (N, C, Y, X) array, got shape {samples.shape}")
@@ -75,7 +85,8 @@ def estimate_noise_correlation_samples(
 
     # standard error of a correlation estimate (Bartlett: inflated by the correlation itself)
     se = math.sqrt((1.0 + 2.0 * float(np.sum(rho_half[1:] ** 2))) / max(min(n_pairs), 1))
-    length, train, infer = recommend(acf, se)
+    rec = recommend(acf, se)
+    length, train, infer = rec.length, rec.train, rec.infer
     step = max(1, int(math.sqrt(h * w * n / 4_000_000)))  # the image's std from <= ~4 M pixels
     image_std = float(np.mean([np.std(samples[:, ch, ::step, ::step], dtype=np.float64) for ch in range(c)]))
     noise_fraction = min(1.0, noise_std / image_std) if image_std > 0 else 1.0
@@ -83,13 +94,17 @@ def estimate_noise_correlation_samples(
     flat_curve = ((0.0,), (noise_std**2,))
     curve = tuple((tuple(map(float, curves[ch][0])), tuple(map(float, curves[ch][1]))) if ch in curves
                   else flat_curve for ch in range(c))
-    if length > 0 and noise_fraction < MILD_NOISE_FRACTION:
-        train, infer = min(train, 3), min(train, 3)
+    if length > 0 and noise_fraction < MILD_NOISE_FRACTION:  # per axis: (1, 9) -> (1, 3)
+        ty, tx = (train, train) if isinstance(train, int) else train
+        train = infer = min(ty, 3) if min(ty, 3) == min(tx, 3) else (min(ty, 3), min(tx, 3))
     return NoiseCorrelation(
         autocorrelation=acf,
         lag1_x=float(acf[max_lag, max_lag + 1]),
         lag1_y=float(acf[max_lag + 1, max_lag]),
         correlation_length=length,
+        correlation_lengths=rec.lengths,
+        direction=rec.direction,
+        correlation_reaches_edge=rec.reaches_edge,
         train_blind_spot=train,
         inference_blind_spot=infer,
         noise_std=noise_std,

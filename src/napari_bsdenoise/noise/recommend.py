@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 # --- tuning constants (calibrated on real noisy/clean pairs and synthetic noise) ---
@@ -16,20 +18,46 @@ _CORR_THRESHOLD_SE = 4.0  # thresholds are at least this many standard errors of
 # (nn/fusion.py) 3 won on every image measured (a 1-pixel blind spot lets correlated noise into the
 # prediction, which then hides from the fusion's noise test).
 MILD_NOISE_FRACTION = 0.25
+# An axis is correlated out to the lags whose |corr| exceeds this fraction of the strongest lag-1
+# neighbour's (and the absolute threshold): noise filtered along x (lag-1 x 0.6) measured 0.05-0.13
+# along y on real texture, which would otherwise turn a 1 x 15 blind spot into a square.
+_AXIS_RELATIVE_THRESHOLD = 0.25
 
 
-def recommend(acf: np.ndarray, se: float) -> tuple[int, int, int]:
-    """(correlation length, train blind spot, inference blind spot) from the autocorrelation.
+#: Largest lag the diagnostic extends to when the correlation still reaches its default 4-pixel window
+#: (the 16-pixel analysis blocks allow 7); the blind spot then covers up to 15 pixels along that axis.
+EXTENDED_MAX_LAG = 7
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What :func:`recommend` reads from an autocorrelation."""
+
+    length: int  # Chebyshev correlation length (0: pixel-independent)
+    lengths: tuple[int, int]  # (y, x): the largest |lag| along each axis among the correlated offsets
+    direction: str  # "", "x", "y", "diagonal" or "anti-diagonal": where the lag-1 correlation is largest
+    train: int | tuple  # training blind spot: an odd side or (y, x) sides
+    infer: int | tuple  # inference blind spot
+    reaches_edge: bool  # still correlated at the largest lag measured
+
+
+def _spot(y: int, x: int):
+    return y if y == x else (y, x)
+
+
+def recommend(acf: np.ndarray, se: float) -> Recommendation:
+    """Correlation lengths and blind spots from the autocorrelation.
 
     * pixel-independent (length 0, blind spots 1/1) unless some lag-1 neighbour
       (Chebyshev ring 1, diagonals included) correlates by more than
       ``_INDEPENDENT_THRESHOLD``;
-    * otherwise the correlation length is the outermost ring whose largest
-      |correlation| exceeds ``_LENGTH_THRESHOLD``; the training blind spot covers
-      it plus one ring of margin (a blind-spot network also exploits weak,
-      spread-out correlation, and with asymmetric inference a large training
-      blind spot costs little), capped by the measured range;
-    * inference uses 3 (AT-BSN's asymmetric choice), never more than training.
+    * otherwise the correlation length along each axis is the largest |lag| on that axis among the
+      offsets whose |correlation| exceeds ``_LENGTH_THRESHOLD``; the training blind spot covers it plus
+      one pixel of margin on each side (a blind-spot network also exploits weak, spread-out correlation,
+      and with asymmetric inference a large training blind spot costs little), capped by the measured
+      range.  Noise correlated along one axis only gets a rectangle (``(1, 9)``: one row, nine columns),
+      which keeps the neighbours whose noise is independent;
+    * inference uses at most 3 per axis (AT-BSN's asymmetric choice), never more than training.
 
     Both thresholds are raised to ``_CORR_THRESHOLD_SE`` standard errors of the
     estimate for small images.
@@ -40,7 +68,28 @@ def recommend(acf: np.ndarray, se: float) -> tuple[int, int, int]:
     ring_max = [float(np.max(np.abs(acf[cheb == d]))) for d in range(1, L + 1)]
     floor = _CORR_THRESHOLD_SE * se
     if ring_max[0] <= max(_INDEPENDENT_THRESHOLD, floor):
-        return 0, 1, 1
-    length = max(d for d in range(1, L + 1) if d == 1 or ring_max[d - 1] > max(_LENGTH_THRESHOLD, floor))
-    train = min(2 * length + 3, 2 * L + 1)
-    return length, train, min(3, train)
+        return Recommendation(0, (0, 0), "", 1, 1, False)
+    thr = max(_LENGTH_THRESHOLD, floor)
+    length = max(d for d in range(1, L + 1) if d == 1 or ring_max[d - 1] > thr)
+    # per axis, against a threshold relative to the strongest neighbour: image texture left in the
+    # flat blocks correlates a little in every direction and would make every rectangle a square
+    strong = (np.abs(acf) > max(thr, _AXIS_RELATIVE_THRESHOLD * ring_max[0])) & (cheb > 0)
+    strong |= (cheb == 1) & (np.abs(acf) >= ring_max[0])  # the strongest lag-1 neighbour counts
+    ly, lx = int(np.abs(yy[strong]).max()), int(np.abs(xx[strong]).max())
+    # the long axis keeps the absolute rule (the whole correlation length); only a clearly shorter
+    # axis gets a shorter side
+    if ly < lx:
+        lx = length
+    elif lx < ly:
+        ly = length
+    else:
+        ly = lx = length
+    ring1 = {"x": abs(acf[L, L + 1]), "y": abs(acf[L + 1, L]),
+             "diagonal": abs(acf[L + 1, L + 1]), "anti-diagonal": abs(acf[L + 1, L - 1])}
+    best = max(ring1, key=ring1.get)
+    others = sorted(ring1.values())[-2]
+    direction = best if ring1[best] - others > 0.1 and others < 0.5 * ring1[best] else ""
+    side = lambda n: min(2 * n + 3, 2 * L + 1) if n > 0 else 1  # noqa: E731
+    ty, tx = side(ly), side(lx)
+    return Recommendation(length, (ly, lx), direction, _spot(ty, tx), _spot(min(3, ty), min(3, tx)),
+                          ring_max[-1] > thr)

@@ -55,8 +55,11 @@ class AutoResult:
 
     @property
     def model(self) -> BlindSpotModel | None:
-        """The model that made :attr:`denoised` (the student when there is one)."""
-        return self.student if self.student is not None else self.teacher
+        """The model that made :attr:`denoised` (the student when there is one, unless it failed the
+        safety check and the teacher did better)."""
+        if self.student is None or str(self.choices.get("final_model", "")).startswith("teacher"):
+            return self.teacher
+        return self.student
 
     def summary(self) -> str:
         c = self.choices
@@ -68,6 +71,9 @@ class AutoResult:
         used = c.get("seconds", {})
         if used:
             lines.append("used: " + ", ".join(f"{k} {v:.1f} s" for k, v in used.items()))
+        check = c.get("safety_check")
+        if check:
+            lines.append(check["summary"])
         if self.stopped:
             lines.append(f"stopped during {c.get('stopped_in', '?')}: nothing denoised; the models so far are kept")
         return "\n".join(lines)
@@ -165,13 +171,15 @@ class AutoDenoiser:
         teacher = registry.build_network(NetworkConfig(method=method, in_channels=n_in, out_channels=n_in,
                                                        **dict(spec.presets[preset])))
         s = 1 if method == "dbsn" else self.noise.inference_blind_spot
-        t_teacher = _seconds_per_pixel(teacher, n_in, s, self.device) * pixels
+        per_px = _seconds_per_pixel(teacher, n_in, s, self.device)
+        # the safety check: three passes over at most two 256x256 crops (engine/safety.py)
+        check = 3 * per_px * min(pixels, 2 * 256 * 256)
         if not self.distill:
-            return 1.3 * t_teacher
+            return 1.3 * (per_px * pixels + check)
         student = registry.build_network(NetworkConfig(method="student", in_channels=n_in, out_channels=n_in,
                                                        **dict(NETWORK_PRESETS[preset])))
         t_student = _seconds_per_pixel(student, n_in, 0, self.device) * pixels
-        return 1.3 * t_student
+        return 1.3 * (t_student + check)
 
 
     def __iter__(self):
@@ -225,8 +233,16 @@ class AutoDenoiser:
                     res.student = self._record(distiller.model)
                 final = res.student
             res.choices["stopped_in"] = "inference"
-            res.denoised = yield from self._stage("inference", iter_events(
-                denoise_array, self.arr, final, axes=self.axes, device=self.device, hot_pixels=self.hot_pixels))
+            final, settings = self._checked(final)
+            if settings is None:  # no model is estimated to improve on the input: the input, unchanged
+                from ..engine.safety import kept_input
+
+                res.denoised = kept_input(self.arr, final, axes=self.axes, hot_pixels=self.hot_pixels)
+                res.choices["seconds"]["inference"] = 0.0
+            else:
+                res.denoised = yield from self._stage("inference", iter_events(
+                    denoise_array, self.arr, final, axes=self.axes, device=self.device,
+                    hot_pixels=self.hot_pixels, **settings))
             res.choices.pop("stopped_in")
         except GeneratorExit:
             res.stopped = True
@@ -236,6 +252,27 @@ class AutoDenoiser:
             if m is not None:
                 self._record(m)
         return res
+
+    def _checked(self, final):
+        """The safety check (engine/safety.py) of ``final`` at its default setting: ``(model, settings)``,
+        the teacher when the student fails it and the teacher does better; settings None keeps the input."""
+        from ..engine.safety import safety_check
+
+        res = self.result
+        report = safety_check(self.arr, final, axes=self.axes, hot_pixels=self.hot_pixels, device=self.device)
+        if report.fell_back and final is res.student and res.teacher is not None:
+            t_report = safety_check(self.arr, res.teacher, axes=self.axes, hot_pixels=self.hot_pixels,
+                                    device=self.device)
+            best = lambda r: -np.inf if r.chosen is None else r.chosen.gain_db  # noqa: E731
+            if best(t_report) > best(report):
+                final, report = res.teacher, t_report
+                res.choices["final_model"] = "teacher (the student failed the safety check)"
+        res.choices["safety_check"] = report.to_dict()
+        if not report.fell_back:
+            return final, {}
+        if report.chosen is None:
+            return final, None
+        return final, {"blind_spot": report.chosen.blind_spot, "fusion": report.chosen.fusion}
 
     def _record(self, model):
         """``model`` with the choices in its provenance (``config.training["auto"]``)."""

@@ -5,6 +5,8 @@ to a zarr/TIFF file).
 A thin shell over :class:`napari_bsdenoise.api.Preview` (features of the view computed
 once in the background; a slider move re-runs only the network's head) and
 :func:`napari_bsdenoise.api.denoise` / :func:`~napari_bsdenoise.api.denoise_iter`.
+"Export to BioImage.IO…" writes the selected model at the slider's blind spot with
+:func:`napari_bsdenoise.api.export_bioimageio` (in the background).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class DenoiseWidget(Panel):
         self._preview_timer.setSingleShot(True)
         self._preview_timer.setInterval(250)
         self._preview_timer.timeout.connect(self.refresh_preview)
+        self._export_worker = None
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent=None):
         super().__init__(napari_viewer, parent)  # the preview follows the view:
@@ -84,6 +87,19 @@ class DenoiseWidget(Panel):
         self.slider_label.setWordWrap(False)
         self.slider_label.setMinimumWidth(24)
         col.addLayout(hrow(self.slider, self.slider_label, stretch_first=True))
+        # a (y, x) blind spot for noise correlated along one axis: the slider above is then Y, this one X
+        self.axis_check = check_box("Per axis (Y × X)", False,
+                                    "AT-BSN: a rectangular blind spot, for noise correlated more along one axis "
+                                    "than the other (set by the noise diagnostic when it finds so). The slider "
+                                    "above is then its height (Y), this one its width (X).", self._on_axis_toggled)
+        self.slider_x = QSlider(Qt.Horizontal)
+        self.slider_x.setRange(1, len(BLIND_SPOTS) - 1)
+        self.slider_x.setPageStep(1)
+        self.slider_x.setTickPosition(QSlider.TicksBelow)
+        self.slider_x.setToolTip("Blind spot width along X (per-axis blind spot)")
+        self.slider_x.valueChanged.connect(self._on_slider)
+        self.slider_x.setVisible(False)
+        col.addLayout(hrow(self.axis_check, self.slider_x, stretch_first=False))
         self.blind_spot_note = label()
         self.blind_spot_note.setVisible(False)
         col.addWidget(self.blind_spot_note)
@@ -100,6 +116,14 @@ class DenoiseWidget(Panel):
             "put them back. Lines, spots and edges are kept. The count goes into the output layer's metadata.",
             self._on_fusion_toggled)  # both change what the preview shows
         col.addWidget(self.hot_pixels_check)
+        self.check_box = check_box(
+            "Safety check (keep the input where it would not improve)", True,
+            "At the model's default setting (the slider where the model put it, fusion on), estimate on the layer "
+            "itself (no clean image: SURE against the model's noise estimate) whether the result improves on the "
+            "input; where it does not, use the model's best other setting, or keep the input, and say so. The "
+            "verdict goes into the output layer's metadata. Costs a few seconds; not for lazy or written-to-file "
+            "results.")
+        col.addWidget(self.check_box)
         self.preview_check = check_box("Live preview of the visible area", False,
                                        "Denoise what the viewer shows (current slice, current view) into a "
                                        "'<layer>_preview' layer and update it as the slider moves",
@@ -126,6 +150,12 @@ class DenoiseWidget(Panel):
         self.job = self.add_job("denoising", col, stopping="Cancelling…", failures=True)
         self.progress, self.status = self.job.progress, self.job.status
         root.addWidget(box)
+        self.export_button = button("Export to BioImage.IO…", self.export_bioimageio,
+                                    "Write the model at the slider's blind spot (with the fusion setting above) as a "
+                                    "BioImage Model Zoo package (.zip); the layer's centre is its test image")
+        root.addWidget(self.export_button)
+        self.export_label = label()
+        root.addWidget(self.export_label)
         root.addStretch(1)
         self._on_slider(self.slider.value())
 
@@ -139,11 +169,21 @@ class DenoiseWidget(Panel):
         self.denoise_button.setEnabled(not self.busy)
         self.cancel_button.setEnabled(self.busy)
 
+    @property
+    def export_busy(self) -> bool:
+        """True while a BioImage.IO package is being written."""
+        return self._export_worker is not None
+
     def model(self):
         return SESSION.get(self.model_combo.currentText())
 
-    def blind_spot(self) -> int:
-        return BLIND_SPOTS[self.slider.value()]
+    def blind_spot(self):
+        """The slider's blind spot: an int, or ``(y, x)`` with "Per axis" ticked."""
+        y = BLIND_SPOTS[self.slider.value()]
+        if not self.axis_check.isChecked():
+            return y
+        x = BLIND_SPOTS[self.slider_x.value()]
+        return y if y == x else (y, x)
 
     def fusion(self):
         """``fusion=`` for the API: "auto" when the box is ticked (applies to AT-BSN at blind spots >= 1)."""
@@ -153,8 +193,24 @@ class DenoiseWidget(Panel):
         """``hot_pixels=`` for the API."""
         return "auto" if self.hot_pixels_check.isChecked() else "keep"
 
-    def set_blind_spot(self, s: int) -> None:
-        self.slider.setValue(BLIND_SPOTS.index(int(s)))
+    def set_blind_spot(self, s) -> None:
+        per_axis = isinstance(s, (tuple, list))
+        if self.axis_check.isChecked() != per_axis:
+            self.axis_check.setChecked(per_axis)  # (shows or hides the X slider)
+        if per_axis:
+            self.slider.setValue(BLIND_SPOTS.index(int(s[0])))
+            self.slider_x.setValue(BLIND_SPOTS.index(int(s[1])))
+        else:
+            self.slider.setValue(BLIND_SPOTS.index(int(s)))
+
+    def _on_axis_toggled(self, on: bool) -> None:
+        self.slider_x.setVisible(on)
+        if on:  # both sides blind: 0 on one axis would see the pixel
+            self.slider.setMinimum(1)
+            self.slider_x.setValue(max(1, self.slider.value()))
+        else:
+            self.slider.setMinimum(0)
+        self._on_slider(self.slider.value())
 
     @staticmethod
     def allowed_blind_spots(model) -> tuple[int, ...]:
@@ -178,8 +234,15 @@ class DenoiseWidget(Panel):
         allowed = self.allowed_blind_spots(model)
         # the slider's indices follow BLIND_SPOTS, so limiting its maximum limits the blind spot
         self.slider.setMaximum(len(allowed) - 1)
+        atbsn = model is not None and model.method == "atbsn"
+        self.axis_check.setEnabled(model is None or atbsn)
         if model is not None:
-            self.set_blind_spot(min(allowed, key=lambda b: abs(b - model.inference_blind_spot)))
+            s = model.inference_blind_spot
+            if atbsn and isinstance(s, tuple) and all(v in BLIND_SPOTS for v in s):
+                self.set_blind_spot(s)
+            else:
+                side = max(s) if isinstance(s, tuple) else s
+                self.set_blind_spot(min(allowed, key=lambda b: abs(b - side)))
         # a distilled student is non-blind: blind spot 0 is its only setting
         student = model is not None and model.is_student
         dbsn = model is not None and model.method == "dbsn"
@@ -202,7 +265,7 @@ class DenoiseWidget(Panel):
         self._schedule_preview()
 
     def _on_slider(self, _value) -> None:
-        self.slider_label.setText(str(self.blind_spot()))
+        self.slider_label.setText(api.format_blind_spot(self.blind_spot()))
         if self.preview_check.isChecked() and self.preview is not None:
             self.render_preview()
 
@@ -324,6 +387,17 @@ class DenoiseWidget(Panel):
             meta["hot_pixels_repaired"] = int(api.find_hot_pixels(data, model, axes=axes).sum())
         common = dict(axes=axes, blind_spot=s, fusion=fusion, hot_pixels=hot)
         kwargs = output_layer_kwargs(layer, f"{layer.name}_denoised", meta)
+        if isinstance(s, tuple):
+            meta["blind_spot"] = list(s)
+        # as the API's check="auto": the model's default setting of an in-memory result (a blind spot or
+        # fusion the user chose is what they get)
+        default = s == model.inference_blind_spot and fusion == "auto"
+        checked = self.check_box.isChecked() and default and out is None and not api.is_lazy_input(data)
+        meta["safety_check"] = "pending" if checked else (
+            "off" if not self.check_box.isChecked() else "not run (a setting other than the model's default, "
+            "a file output or a lazy layer)")
+        if out is None and not api.is_lazy_input(data):
+            common["check"] = checked
         if api.is_lazy_input(data) and out is None:  # a lazy dask array: nothing is computed until napari shows it
             put_layer(self.viewer, api.denoise(data, model, **common), kwargs)
             self.status.setText(f"Added {kwargs['name']!r} (lazy: computed as you view it)")
@@ -332,11 +406,54 @@ class DenoiseWidget(Panel):
             gen = api.denoise_iter(data, model, out=out, **common)
         else:
             gen = api.iter_events(api.denoise, data, model, **common)
-        self.job.relay(gen, f"Denoising {layer.name!r}…",
-                       lambda ev, t: f"Denoising {layer.name!r}: {ev.step}/{ev.total or '?'} tiles, {t:.0f} s",
+        def describe(ev, t):
+            if ev.kind == "check":  # the safety check's verdict, kept with the result
+                kwargs["metadata"]["napari_bsdenoise"]["safety_check"] = ev.message
+                return ev.message
+            return f"Denoising {layer.name!r}: {ev.step}/{ev.total or '?'} tiles, {t:.0f} s"
+
+        self.job.relay(gen, f"Denoising {layer.name!r}…", describe,
                        kwargs, read=lambda r: api.open_input(str(r)).array if isinstance(r, (str, Path)) else r,
                        note=f" (written to {out})" if out else "")
 
     def cancel(self) -> None:
         """Cancel the whole-layer denoising after the current tile (a zarr output can be resumed)."""
         self.job.stop()
+
+    # -- export ------------------------------------------------------------------------------
+    @action("exporting")
+    def export_bioimageio(self, path: str | None = None) -> None:
+        """Write the selected model at the slider's blind spot as a BioImage Model Zoo package (asks for
+        the file when ``path`` is None; an existing file is replaced, as the dialog confirmed); the
+        selected layer's centre, when there is one, is the package's test image and cover."""
+        if self._export_worker is not None:
+            return
+        model = need(self.model(), NO_MODEL)
+        image = axes = None
+        if self.picker.layer() is not None:
+            _layer, image = self.layer_input()
+            axes = self.axes()
+        name = self.model_combo.currentText()
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Export to BioImage.IO", f"{name}.zip",
+                                                  "BioImage.IO packages (*.zip)")
+            if not path:
+                return
+        export = functools.partial(api.export_bioimageio, blind_spot=self.blind_spot(), fusion=self.fusion(),
+                                   image=image, axes=axes, overwrite=True)
+        self.export_label.setText(f"Exporting “{name}” at blind spot {self.blind_spot()}…")
+        self.export_button.setEnabled(False)
+
+        def done(written):
+            self.export_label.setText(f"Exported to {written} (check it with 'bioimageio test')")
+
+        def failed(exc):
+            self.export_label.setText("Export failed.")
+            report(exc, "exporting")
+
+        def finished():
+            self._export_worker = None
+            self.export_button.setEnabled(True)
+
+        self._export_worker = start_worker(self, export, model, path, returned=done, errored=failed,
+                                           finished=finished)

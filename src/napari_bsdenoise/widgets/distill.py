@@ -29,8 +29,8 @@ def parse_blind_spots(text: str):
     if text in ("", "auto"):
         return "auto"
     try:
-        return [int(v) for v in text.replace(";", ",").split(",") if v.strip()]
-    except ValueError:
+        return [api.parse_blind_spot(v, "teacher blind spots") for v in text.replace(";", ",").split(",") if v.strip()]
+    except InputError:
         raise InputError(f"teacher blind spots must be 'auto' or a comma list of odd sizes or 0 "
                          f"(e.g. 0, 1, 3, 5), got {text!r}") from None
 

@@ -103,9 +103,9 @@ class NoisePlot(QWidget):
         self.autocorrelation: np.ndarray | None = None
         self.blind_spot = 0
 
-    def set_result(self, autocorrelation, blind_spot: int) -> None:
+    def set_result(self, autocorrelation, blind_spot) -> None:
         self.autocorrelation = None if autocorrelation is None else np.asarray(autocorrelation, float)
-        self.blind_spot = int(blind_spot)
+        self.blind_spot = tuple(blind_spot) if isinstance(blind_spot, (tuple, list)) else int(blind_spot)
         self.update()
 
     def paintEvent(self, event):  # noqa: N802 (Qt)
@@ -129,9 +129,10 @@ class NoisePlot(QWidget):
                 if cell >= 22 and (i != n // 2 or j != n // 2):  # values only where they fit
                     p.setPen(QPen(TEXT_COLOR))
                     p.drawText(r, Qt.AlignCenter, f"{v:.2f}".replace("0.", ".") if abs(v) >= 0.005 else "0")
-        c, s = n // 2, self.blind_spot
-        if s > 0:
-            half = min(s // 2, c)
+        c = n // 2
+        sy, sx = self.blind_spot if isinstance(self.blind_spot, tuple) else (self.blind_spot,) * 2
+        if sy > 0 and sx > 0:  # the (y x x) rectangle the training blind spot hides
+            hy, hx = min(sy // 2, c), min(sx // 2, c)
             p.setPen(QPen(QColor(80, 255, 120), 2))
             p.setBrush(Qt.NoBrush)
-            p.drawRect(QRectF((c - half) * cell, (c - half) * cell, (2 * half + 1) * cell, (2 * half + 1) * cell))
+            p.drawRect(QRectF((c - hx) * cell, (c - hy) * cell, (2 * hx + 1) * cell, (2 * hy + 1) * cell))

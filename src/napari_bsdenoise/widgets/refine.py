@@ -17,7 +17,7 @@ from qtpy.QtWidgets import QFormLayout, QGroupBox, QVBoxLayout
 from .. import api
 from ..errors import InputError
 from .layers import load_into_session, model_metadata, output_layer_kwargs, refill_combo, save_model_file
-from .panel import Panel, action, add_rows, button, combo, hrow, label, need, show_summary
+from .panel import Panel, action, add_rows, button, check_box, combo, hrow, label, need, show_summary
 from .run import BudgetRow, format_seconds, spin
 from .session import SESSION
 
@@ -97,6 +97,13 @@ class RefineWidget(Panel):
                         ("Rounds", self.rounds_box), ("t_start", self.t_start_box),
                         ("Replace", self.replace_box), ("Seed", self.seed_box)))
         col.addLayout(form)
+        self.check_box = check_box(
+            "Keep the guide's result unless refining helps (safety check)", True,
+            "Before refining the layer, estimate on two crops of it (no clean image: SURE against the guide's noise "
+            "estimate) whether the refined result beats the guide's, and keep the guide's result where it does "
+            "not. The verdict goes into the output layer's metadata. Needs a guide model; costs about two "
+            "refinements of the crops.")
+        col.addWidget(self.check_box)
         self.refine_button = button("Refine layer", self.refine_layer,
                                     "Refine the guide's result for the layer into '<layer>_refined'")
         self.cancel_button = button("Cancel", self.cancel, "Cancel after the current DDIM step (no layer is added)")
@@ -255,10 +262,16 @@ class RefineWidget(Panel):
         meta = {**model_metadata(self.model_combo.currentText(), model), "method": api.BSGD_METHOD,
                 "experimental": True, "guide": self.guide_combo.currentText() if guide is not None else None,
                 **settings, "axes": axes, "source_layer": layer.name}
+        checked = self.check_box.isChecked() and guide is not None
+        meta["safety_check"] = "pending" if checked else "off"
         kwargs = output_layer_kwargs(layer, f"{layer.name}_refined", meta)
-        gen = api.iter_events(api.refine, data, model, guide=guide, axes=axes, **settings)
+        gen = api.iter_events(api.refine, data, model, guide=guide, axes=axes, check="auto" if checked else False,
+                              **settings)
 
         def describe(ev, seconds):
+            if ev.kind == "check":  # the safeguard's verdict, kept with the result
+                kwargs["metadata"]["napari_bsdenoise"]["safety_check"] = ev.message
+                return ev.message
             what = "guide" if ev.kind == "chunk" else "DDIM step"
             return (f"Refining {layer.name!r}: {what} {ev.step}/{ev.total or '?'}, {format_seconds(seconds)}, "
                     f"ETA {format_seconds(ev.eta)}")

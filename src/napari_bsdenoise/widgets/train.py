@@ -22,7 +22,7 @@ from .plots import NoisePlot
 from .run import BudgetRow, auto_events, loop_spins, show_stage_event, spin
 from .session import SESSION
 
-BLIND_SPOTS = ("auto", "1", "3", "5", "7", "9")
+BLIND_SPOTS = ("auto", "1", "3", "5", "7", "9", "1x9", "9x1")  # editable: any odd N or YxX
 AXES_TIP = ("Axes of the layer's data among T, Z, C, Y, X (RGB: ...YXC). Detected from the layer; edit to "
             "override. T and Z slices are independent 2-D samples; C is joint for RGB, independent otherwise.")
 
@@ -71,8 +71,10 @@ class TrainWidget(Panel):
             api.TRAIN_METHODS, current=api.DEFAULT_METHOD,
             tip="atbsn: tunable blind spot (correlated noise); dbsn: 1-pixel blind spot with a noise model, fused "
                 "with the noisy pixel (pixel-independent noise); auto: chosen by the noise diagnostic")
-        self.blind_spot_combo = combo(BLIND_SPOTS, "Training blind spot (odd side, pixels). 'auto' uses the noise "
-                                      "diagnostic: 1 for pixel-independent noise, more for correlated noise.")
+        self.blind_spot_combo = combo(BLIND_SPOTS, "Training blind spot (odd side, pixels, or YxX sides such as "
+                                      "1x9 for noise correlated along x). 'auto' uses the noise diagnostic: 1 for "
+                                      "pixel-independent noise, more for correlated noise, per axis where it differs.")
+        self.blind_spot_combo.setEditable(True)
         self.budget_row = BudgetRow()
         self.budget_kind, self.steps_spin, self.minutes_spin = (self.budget_row.kind, self.budget_row.steps,
                                                                 self.budget_row.minutes)
@@ -202,11 +204,13 @@ class TrainWidget(Panel):
             if self.picker.layer() is layer:
                 self.noise = result
                 self.noise_plot.set_result(result.autocorrelation, result.train_blind_spot)
+                train, infer = (api.format_blind_spot(s) for s in (result.train_blind_spot,
+                                                                   result.inference_blind_spot))
                 self.noise_label.setText(f"{result.summary()}.")
                 self.noise_verdict.setText(
                     f"<b>{'Pixel-independent' if result.pixel_independent else 'Correlated'} noise</b><br>"
-                    f"Blind spot <b>{result.train_blind_spot}</b> to train, <b>{result.inference_blind_spot}</b> "
-                    "to denoise")
+                    f"Blind spot <b>{train}</b> to train, <b>{infer}</b> to denoise"
+                    + (" (Y x X)" if "x" in train + infer else ""))
 
         def failed(exc):
             self.noise_label.setText(f"Noise diagnostic failed: {exc}")
@@ -224,8 +228,8 @@ class TrainWidget(Panel):
     # -- training ----------------------------------------------------------------------------
     def training_kwargs(self) -> dict:
         """The keywords for :func:`napari_bsdenoise.api.make_trainer` set in the widget."""
-        bs = self.blind_spot_combo.currentText()
-        kw: dict = {"axes": self.axes(), "blind_spot": "auto" if bs == "auto" else int(bs),
+        bs = self.blind_spot_combo.currentText().strip().lower()
+        kw: dict = {"axes": self.axes(), "blind_spot": "auto" if bs in ("auto", "") else api.parse_blind_spot(bs),
                     "method": self.method_combo.currentText()}
         kw.update(self.budget())
         if self.advanced.isChecked():

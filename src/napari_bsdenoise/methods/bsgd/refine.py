@@ -30,6 +30,35 @@ def _start_image(arr, guide, layout, axes, device, callback, hot_pixels):
     return g
 
 
+def _safeguard(check, arr, model, guide, refiner, *, axes, blind_spot, hot_pixels, device, callback) -> bool:
+    """Run the refinement's safeguard where ``check`` asks for it; True: keep the guide's result."""
+    import warnings
+
+    from ...engine.progress import ProgressEvent
+    from ...engine.safety import CHECKS, SafetyWarning
+    from .safeguard import refine_check
+
+    if check not in CHECKS:
+        raise InputError(f"check must be one of {CHECKS}, got {check!r}")
+    if check is False:
+        return False
+    usable = (isinstance(guide, BlindSpotModel) and bool(guide.config.noise)
+              and guide.config.normalization == model.config.normalization)
+    if not usable:
+        if check is True:
+            raise InputError("check=True needs a guide model with a noise estimate and the BSGD model's "
+                             "normalisation (train_bsgd(..., guide=model)); a precomputed guide result cannot "
+                             "be checked")
+        return False
+    result = refine_check(arr, model, guide, refiner, axes=axes, blind_spot=blind_spot, hot_pixels=hot_pixels,
+                          device=device)
+    if callback is not None:
+        callback(ProgressEvent("check", message=result.summary()))
+    if result.keep_guide:
+        warnings.warn(result.summary(), SafetyWarning, stacklevel=3)
+    return result.keep_guide
+
+
 def refine(
     image,
     model: BlindSpotModel,
@@ -47,6 +76,7 @@ def refine(
     tile_size: int | None = None,
     callback=None,
     hot_pixels="auto",
+    check="auto",
 ) -> np.ndarray:
     """Refine ``image`` by blind-spot guided diffusion sampling with a model from :func:`train_bsgd`.
 
@@ -81,6 +111,12 @@ def refine(
     hot_pixels : {"auto", "keep", "remove"}
         As in :func:`napari_bsdenoise.denoise`: hot and dead pixels are repaired in the guide's input and
         in the noisy values re-injected each round (``"keep"``: not).
+    check : {"auto", True, False}
+        The safeguard (:mod:`.safeguard`): with a guide *model*, estimate on the image itself (Monte-Carlo
+        SURE, no clean reference) whether the refined result beats the guide's, and return the guide's
+        result where it does not, with a :class:`~napari_bsdenoise.engine.safety.SafetyWarning` and a
+        ``"check"`` progress event.  ``"auto"`` (default): when the guide is a model with a noise estimate;
+        ``True`` insists; ``False`` never.  It costs about two refinements of two 128x128 crops.
 
     Returns
     -------
@@ -135,6 +171,17 @@ def refine(
         if callback is not None and callback(event) is False:
             raise InterruptedError("refinement was cancelled")
 
+    def check_step(_round, _step):  # the safeguard's own refinements: cancellable too
+        event = ProgressEvent("step", 0, total, 0.0, time.perf_counter() - state["t0"], None,
+                              message="checking whether refining helps")
+        if callback is not None and callback(event) is False:
+            raise InterruptedError("refinement was cancelled")
+
+    refiner.on_step = check_step
+    keep_guide = _safeguard(check, arr, model, guide, refiner, axes=axes, blind_spot=s, hot_pixels=hot_pixels,
+                            device=dev, callback=callback)
+    if keep_guide:
+        return np.array(start_img, dtype=np.float32)
     refiner.on_step = on_step
     try:
         out = run_events(predict_iter(refiner, data, blind_spot=s, device=dev, precision="fp32", tile=tile_size))

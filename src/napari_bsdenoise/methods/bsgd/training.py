@@ -7,7 +7,7 @@ import copy
 from ... import registry
 from ...version import __version__
 from ...axes import fold_channels, to_samples
-from ...config import ModelConfig, NetworkConfig, check_blind_spot
+from ...config import ModelConfig, NetworkConfig, blind_spot_side, blind_spot_sides, check_blind_spot
 from ...defaults import DEFAULT_BATCH_SIZE, DEFAULT_PATCH_SIZE, DEFAULT_VALIDATION_FRACTION
 from ...device import autocast
 from ...engine.inference import inference_layout
@@ -142,11 +142,12 @@ def make_bsgd_trainer(
                                  "it predicts (use 1 or more)")
         if inference_blind_spot is None:
             s_inf = guide.config.inference_blind_spot if guide is not None else noise.inference_blind_spot
-            s_inf = min(max(1, s_inf), s_train)
+            s_inf = check_blind_spot([min(max(1, a), b) for a, b in zip(blind_spot_sides(s_inf),
+                                                                           blind_spot_sides(s_train))])
         else:
             s_inf = check_blind_spot(inference_blind_spot, "inference_blind_spot")
         h, w = layout.spatial_shape
-        if min(h, w) <= 2 * s_train:
+        if min(h, w) <= 2 * blind_spot_side(s_train):
             raise InputError(f"the image ({h}x{w}) is too small for a training blind spot of {s_train} pixels")
         dev = resolve_device(device)
         warm = warm_start and guide is not None and registry.get(guide.method).teacher_warm_start  # AT-BSN
@@ -190,7 +191,7 @@ def make_bsgd_trainer(
     if config.channel_mode == "independent":
         data = fold_channels(data)
     dev = resolve_device(device)
-    settings = loop_settings(steps, seconds, max(patch_size, 8 * config.train_blind_spot), batch_size,
+    settings = loop_settings(steps, seconds, max(patch_size, 8 * blind_spot_side(config.train_blind_spot)), batch_size,
                               learning_rate, seed, dev, "fp32", validation_fraction)
     return BSGDTrainer(data, start, t_max=t_max, **settings)
 
