@@ -119,7 +119,7 @@ def main(argv=None) -> int:
             t_train = time.perf_counter() - t0
             for name in todo:
                 kw = {"guide": guide_out, **variants[name]}
-                checked = kw["guide"] == "model"
+                checked = isinstance(kw["guide"], str) and kw["guide"] == "model"
                 if checked:
                     kw["guide"] = bsn
                 t0 = time.perf_counter()
