@@ -144,3 +144,36 @@ def test_skipped_without_a_noise_model(correlated):
     model.config.noise = None
     report = bsd.safety_check(noisy, model)
     assert not report.checked and "skipped" in report.summary()
+
+
+def test_sure_with_noise_correlated_across_channels():
+    """sRGB-like noise, the same in R, G and B to 0.8: the probe correlated across channels keeps the
+    estimate exact; a per-channel probe makes a channel-mixing blur look better than it is."""
+    from skimage import data
+
+    rng = np.random.default_rng(3)
+    clean = data.astronaut()[:192, :192].astype(np.float32).transpose(2, 0, 1) / 255
+    corr = np.full((3, 3), 0.8) + 0.2 * np.eye(3)
+    noise = np.einsum("ij,jhw->ihw", np.linalg.cholesky(corr), rng.normal(size=clean.shape)) * 0.08
+    y = (clean + noise).astype(np.float32)[None]
+
+    class _MixBlur(torch.nn.Module):  # blur each channel, then average the channels a little
+        def forward(self, x, blind_spot=None):
+            b = torch.cat([_blur(x[:, i: i + 1], 1.0) for i in range(3)], 1)
+            return 0.7 * b + 0.3 * b.mean(1, keepdim=True)
+
+    net = _MixBlur()
+    g = net(torch.from_numpy(y)).numpy()[0]
+    true_gain = 10 * np.log10(np.mean(noise**2) / np.mean((g - clean) ** 2))
+    knots = SimpleNamespace(intensities=((0.0,),) * 3, variances=((0.08**2,),) * 3)
+    kw = dict(blind_spot=1, acf=np.pad([[1.0]], 4), knots=knots, device=torch.device("cpu"), crop=192)
+    joint = estimate_risk(net, y, channel_corr=corr, **kw)
+    assert joint.gain_db() == pytest.approx(true_gain, abs=0.3)
+    assert estimate_risk(net, y, **kw).gain_db() > true_gain + 0.5
+    # and the correlation is read back from the residual of a noise-blind "denoiser" (the clean image)
+    class _Oracle(torch.nn.Module):
+        def forward(self, x, blind_spot=None):
+            return torch.from_numpy(clean[None])
+
+    ref = estimate_risk(_Oracle(), y, probe=False, **kw)
+    np.testing.assert_allclose(ref.channel_correlation(), corr, atol=0.05)

@@ -191,9 +191,11 @@ def safety_check(arr: np.ndarray, model, *, axes=None, blind_spot=None, fusion="
     knots = fusion_params(cfg.noise, norm.mean, norm.std, cfg.network.in_channels)
     dev = resolve_device(device)
 
+    corr = None
+
     def estimate(spot, fuse):
         net = inference_network(model, spot, norm, fuse, hot_pixels)
-        risk = estimate_risk(net, data, blind_spot=spot, acf=acf, knots=knots, device=dev)
+        risk = estimate_risk(net, data, blind_spot=spot, acf=acf, knots=knots, device=dev, channel_corr=corr)
         return (spot, fuse, resolve_fusion(model, spot, norm, fuse) is not None), risk
 
     def report_of(done) -> SafetyReport:
@@ -201,18 +203,19 @@ def safety_check(arr: np.ndarray, model, *, axes=None, blind_spot=None, fusion="
         return SafetyReport(candidates=cands, chosen=cands[0], noise_scale=k)
 
     try:
-        done = [estimate(s, fusion)]
-        # the noise level of this image, one for all candidates: read where the output blind to the noise
-        # is flat (a non-blind output copies part of the noise and would under-state it)
+        # the noise level of this image (one for all candidates) and, for joint channels, the noise's
+        # correlation between them: read where the output blind to the noise is flat (a non-blind output
+        # copies part of the noise and would under-state it)
         ref = registry.get(model.method).reference
         k = 1.0
         if ref is not None:
-            ref_setting = ref(cfg)
-            ref_risk = (done[0][1] if ref_setting == (s, fusion) else
-                        estimate_risk(inference_network(model, ref_setting[0], norm, ref_setting[1], hot_pixels),
-                                      data, blind_spot=ref_setting[0], acf=acf, knots=knots, device=dev,
-                                      probe=False))
+            s_ref, f_ref = ref(cfg)
+            ref_risk = estimate_risk(inference_network(model, s_ref, norm, f_ref, hot_pixels), data,
+                                     blind_spot=s_ref, acf=acf, knots=knots, device=dev, probe=False)
             k = noise_scale([ref_risk])
+            if data.shape[1] > 1:
+                corr = ref_risk.channel_correlation()
+        done = [estimate(s, fusion)]
         report = report_of(done)
         if not full or report.candidates[0].gain_db >= min_gain_db:
             return report

@@ -45,6 +45,14 @@ class RiskEstimate:
     flat_residual: float  # sum of (g(y) - y)^2 over the flattest fifth of g
     flat_noise: float  # sum of the unscaled noise variance there
     pixels: int
+    flat_products: object = None  # (C, C) sums of residual products over the flat pixels
+
+    def channel_correlation(self):
+        """The residual's correlation between channels where the result is flat: for an output blind to
+        the noise, the noise's own (sRGB noise is strongly correlated across R, G and B)."""
+        p = np.asarray(self.flat_products, float)
+        d = np.sqrt(np.maximum(np.diag(p), 1e-12))
+        return np.clip(p / np.outer(d, d), -1.0, 1.0)
 
     def mse(self, k: float = 1.0) -> float:
         """Estimated mean squared error of the result against the (unseen) clean image."""
@@ -121,12 +129,14 @@ def crop_starts(size: int, crop: int, n: int) -> list[int]:
 
 def estimate_risk(net, data: np.ndarray, *, blind_spot, acf, knots, device, crop: int = DEFAULT_CROP,
                   crops: int = DEFAULT_CROPS, eps: float = DEFAULT_EPS, seed: int = 0,
-                  probe: bool = True) -> RiskEstimate:
+                  probe: bool = True, channel_corr=None) -> RiskEstimate:
     """Monte-Carlo SURE of ``net(x, blind_spot)`` on ``data`` (normalised ``(N, C, Y, X)``).
 
     ``acf`` is the noise autocorrelation and ``knots`` the ``FusionParams``-like noise curve in the
     same normalised units (``intensities``, ``variances``).  The estimate uses up to ``crops`` square
     crops of side ``crop`` spread over the samples and the image; ``eps`` scales the probe.
+    ``probe=False`` skips the perturbed pass (only the residual sums, for :meth:`RiskEstimate.flat_scale`);
+    ``channel_corr`` (C x C) correlates the probe across channels (default: independent channels).
     """
     import torch
 
@@ -139,6 +149,12 @@ def estimate_risk(net, data: np.ndarray, *, blind_spot, acf, knots, device, crop
     windows = [(i, y, x) for i in sorted({int(k * n // crops) for k in range(min(n, crops))})
                for y in crop_starts(h, side_y, 2) for x in crop_starts(w, side_x, 2)]
     windows = windows[:: max(1, len(windows) // crops)][:crops]
+    mix = None
+    if channel_corr is not None and c > 1:  # each channel keeps unit variance: rows of L have norm 1
+        corr = np.asarray(channel_corr, float) + 1e-6 * np.eye(c)
+        mix = torch.from_numpy(np.linalg.cholesky(corr / np.sqrt(np.outer(np.diag(corr), np.diag(corr))))
+                               .astype(np.float32)).to(device)
+    products = np.zeros((c, c))
     residual = trace = noise = flat_residual = flat_noise = 0.0
     count = 0
     net = net.to(device).eval()
@@ -150,6 +166,8 @@ def estimate_risk(net, data: np.ndarray, *, blind_spot, acf, knots, device, crop
             var = noise_variance(g, knots).clamp_min(0)
             if probe:  # (without: only the residual sums, for RiskEstimate.flat_scale)
                 unit = torch.from_numpy(correlated_probe(tuple(y.shape), acf, rng)).to(device)
+                if mix is not None:
+                    unit = torch.einsum("ij,bjhw->bihw", mix, unit)
                 b = unit * var.sqrt()
                 g_eps = net(y + eps * b, blind_spot).float()
                 trace += float((b * (g_eps - g)).sum()) / eps
@@ -159,5 +177,7 @@ def estimate_risk(net, data: np.ndarray, *, blind_spot, acf, knots, device, crop
             noise += float(var.sum())
             flat_residual += float(sq[flat].sum())
             flat_noise += float(var[flat].sum())
+            r = (g - y)[0].reshape(c, -1)[:, flat[0].all(0).reshape(-1)]  # pixels flat in every channel
+            products += (r @ r.T).double().cpu().numpy()
             count += y.numel()
-    return RiskEstimate(residual, trace, noise, flat_residual, flat_noise, count)
+    return RiskEstimate(residual, trace, noise, flat_residual, flat_noise, count, products)
