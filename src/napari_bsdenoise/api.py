@@ -348,7 +348,7 @@ def denoise(
         estimated to improve on it; a :class:`SafetyWarning` says so.  ``"auto"`` (default) checks the
         default path (``blind_spot`` and ``fusion`` left as they are) of in-memory results (not ``out=``
         or lazy input: check a representative image with :func:`safety_check`); ``True`` checks any
-        settings; ``False`` never.  It costs three passes over two 256x256 crops.
+        settings; ``False`` never.  It costs two or three passes over two 256x256 crops.
 
     Returns
     -------
@@ -382,7 +382,7 @@ def denoise(
         return drive(gen, callback)
     if tiling.is_lazy_input(image):
         return tiling.denoise_lazy(image, model, client=client, **big)
-    arr = check_image(image)
+    arr = image  # in memory: checked above, with the safety check
     if client is not None:
         return np.asarray(tiling.denoise_lazy(arr, model, client=client, **big).compute())
     return denoise_array(arr, model, axes=axes, blind_spot=blind_spot, device=device, precision=precision,

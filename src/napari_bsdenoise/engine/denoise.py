@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..axes import fold_channels, from_samples, to_samples, unfold_channels
-from ..inputs import convert_dtype, denormalize, match_normalization, normalization_of, normalize
-from .inference import inference_layout, inference_network
+from ..axes import from_samples, unfold_channels
+from ..inputs import convert_dtype, denormalize
+from .inference import inference_network, model_input
 from .progress import run_events
 
 
@@ -31,14 +31,8 @@ def denoise_array(arr: np.ndarray, model, *, axes: str | None = None, blind_spot
 
     if dtype not in ("float32", "input"):
         np.dtype(dtype)  # fail early on a bad dtype
-    cfg = model.config
-    layout, s = inference_layout(arr, model, axes, blind_spot)
-    samples = to_samples(arr, layout)
-    norm = normalization_of(samples) if renormalize else match_normalization(cfg.normalization, layout)
-    data = normalize(samples, norm)
-    independent = cfg.channel_mode == "independent"
-    if independent:
-        data = fold_channels(data)
+    layout, s, norm, data = model_input(arr, model, axes, blind_spot, renormalize=renormalize)
+    independent = model.config.channel_mode == "independent"
     dev = resolve_device(device)
     net = inference_network(model, s, norm, fusion, hot_pixels)
     gen = predict_iter(net, data, blind_spot=s, device=dev, precision=resolve_precision(precision, dev),
@@ -59,17 +53,11 @@ def hot_pixel_mask(arr: np.ndarray, model, *, axes: str | None = None) -> np.nda
     from ..nn.outliers import repair_samples
     from .inference import resolve_hot_pixels
 
-    cfg = model.config
-    layout, _ = inference_layout(arr, model, axes, None)
-    samples = to_samples(arr, layout)
-    norm = match_normalization(cfg.normalization, layout)
+    layout, _, norm, data = model_input(arr, model, axes)
     params = resolve_hot_pixels(model, norm, "auto")
     if params is None:
         raise InputError("this model has no noise estimate of its training data to find outliers against")
-    data = normalize(samples, norm)
-    independent = cfg.channel_mode == "independent"
-    if independent:
-        data = fold_channels(data)
+    independent = model.config.channel_mode == "independent"
     _, mask = repair_samples(data, params)
     mask = mask.astype(np.float32)
     if independent:

@@ -30,6 +30,22 @@ def inference_layout(x, model, axes: str | None, blind_spot) -> tuple[SampleLayo
     return layout, s
 
 
+def model_input(arr, model, axes: str | None = None, blind_spot=None, *, renormalize: bool = False):
+    """``(layout, blind_spot, norm, data)``: ``arr`` as ``model`` takes it, checked (:func:`inference_layout`),
+    normalised (by the model's statistics, or with ``renormalize`` by ``arr``'s own) and, for a model of
+    independent channels, with the channels folded into samples: what every inference path starts from."""
+    from ..axes import fold_channels, to_samples
+    from ..inputs import match_normalization, normalization_of, normalize
+
+    layout, s = inference_layout(arr, model, axes, blind_spot)
+    samples = to_samples(arr, layout)
+    norm = normalization_of(samples) if renormalize else match_normalization(model.config.normalization, layout)
+    data = normalize(samples, norm)
+    if model.config.channel_mode == "independent":
+        data = fold_channels(data)
+    return layout, s, norm, data
+
+
 def resolve_fusion(model, blind_spot: int, norm: Normalization, fusion):
     """The :class:`~napari_bsdenoise.nn.fusion.FusionParams` for denoising with ``model`` at
     ``blind_spot`` in the units of ``norm``, or None when the output is the network's alone.

@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..axes import fold_channels, to_samples
 from ..config import format_blind_spot
-from ..inputs import match_normalization, normalize
-from .inference import inference_layout, inference_network, resolve_fusion
+from .inference import inference_network, model_input, resolve_fusion
 
 #: The default settings are kept when their estimated gain over the input is at least this (dB).
 MIN_GAIN_DB = 0.5
@@ -88,31 +86,57 @@ def kept_input(arr, model, *, axes=None, hot_pixels="auto") -> np.ndarray:
     ``hot_pixels`` asks to repair repaired (as every other result has them)."""
     from ..axes import from_samples, unfold_channels
     from ..inputs import denormalize
+    from ..nn.outliers import repair_samples
     from .inference import resolve_hot_pixels
 
-    cfg = model.config
-    layout, _ = inference_layout(arr, model, axes, None)
-    norm = match_normalization(cfg.normalization, layout)
+    out = np.array(arr, dtype=np.float32)
+    layout, _, norm, data = model_input(arr, model, axes)
     params = resolve_hot_pixels(model, norm, hot_pixels)
     if params is None:
-        return np.array(arr, dtype=np.float32)
-    from ..nn.outliers import repair_samples
-
-    data = normalize(to_samples(arr, layout), norm)
-    independent = cfg.channel_mode == "independent"
-    if independent:
-        data = fold_channels(data)
-    data, mask = repair_samples(data, params)
-    out = np.array(arr, dtype=np.float32)
+        return out
+    repaired, mask = repair_samples(data, params)
     if not mask.any():
         return out
-    if independent:
-        data = unfold_channels(data, layout.n_channels)
-        mask = unfold_channels(mask.astype(np.float32), layout.n_channels)
-    repaired = from_samples(denormalize(data, norm), layout)
-    where = from_samples(np.asarray(mask, np.float32), layout) > 0.5
-    out[where] = repaired[where]  # only the outliers change: everything else is the input, bit for bit
+    mask = mask.astype(np.float32)
+    if model.config.channel_mode == "independent":
+        repaired, mask = (unfold_channels(a, layout.n_channels) for a in (repaired, mask))
+    where = from_samples(mask, layout) > 0.5
+    out[where] = from_samples(denormalize(repaired, norm), layout)[where]  # the rest stays the input, bit for bit
     return out
+
+
+def noise_model(model, norm):
+    """``(acf, knots)``: the model's measured noise autocorrelation and its noise curve in the units of
+    ``norm``, as :func:`~.sure.estimate_risk` takes them; None when the model has no noise estimate."""
+    from ..nn.fusion import fusion_params
+
+    cfg = model.config
+    if not cfg.noise or "autocorrelation" not in cfg.noise:
+        return None
+    return (np.asarray(cfg.noise["autocorrelation"], float),
+            fusion_params(cfg.noise, norm.mean, norm.std, cfg.network.in_channels))
+
+
+def image_noise(model, data, norm, *, acf, knots, device, hot_pixels, default=None, **crops):
+    """``(k, channel_corr)``: this image's noise level relative to the model's curve, and (several joint
+    channels) the noise's correlation between channels, read where the model's output blind to the noise
+    (the registry's ``reference``) is flat; ``(1.0, None)`` for a method without one.  ``default``,
+    ``((blind_spot, fused), risk)`` of an estimate already made without a channel correlation, serves as
+    the reference when it is the same setting in effect (no pass is run twice); ``crops`` (``crop=``,
+    ``crops=``) as :func:`~.sure.estimate_risk`."""
+    from .. import registry
+    from .sure import estimate_risk, noise_scale
+
+    ref = registry.get(model.method).reference
+    if ref is None:
+        return 1.0, None
+    s_ref, f_ref = ref(model.config)
+    if default is not None and default[0] == (s_ref, resolve_fusion(model, s_ref, norm, f_ref) is not None):
+        risk = default[1]
+    else:
+        risk = estimate_risk(inference_network(model, s_ref, norm, f_ref, hot_pixels), data, blind_spot=s_ref,
+                             acf=acf, knots=knots, device=device, probe=False, **crops)
+    return noise_scale([risk]), (risk.channel_correlation() if data.shape[1] > 1 else None)
 
 
 def fallback_settings(model, blind_spot, fusion) -> list[tuple]:
@@ -172,56 +196,43 @@ def safety_check(arr: np.ndarray, model, *, axes=None, blind_spot=None, fusion="
         ``.summary()`` and ``.to_dict()`` (what the napari layer's metadata records).
     """
     from ..device import resolve_device
-    from ..nn.fusion import fusion_params
-    from .. import registry
-    from .sure import estimate_risk, noise_scale
+    from .sure import estimate_risk
 
-    cfg = model.config
-    if not cfg.noise or "autocorrelation" not in cfg.noise:
+    if not model.config.noise or "autocorrelation" not in model.config.noise:
         return SafetyReport(checked=False, reason="the model has no noise estimate of its training data")
-    layout, s = inference_layout(arr, model, axes, blind_spot)
+    layout, s, norm, data = model_input(arr, model, axes, blind_spot)
+    acf, knots = noise_model(model, norm)
     h, w = layout.spatial_shape
-    acf = np.asarray(cfg.noise["autocorrelation"], float)
     if min(h, w) < acf.shape[0] + 8:
         return SafetyReport(checked=False, reason=f"the image ({h}x{w}) is too small for the estimate")
-    norm = match_normalization(cfg.normalization, layout)
-    data = normalize(to_samples(arr, layout), norm)
-    if cfg.channel_mode == "independent":
-        data = fold_channels(data)
-    knots = fusion_params(cfg.noise, norm.mean, norm.std, cfg.network.in_channels)
     dev = resolve_device(device)
+    corr = None  # the noise's correlation between joint channels (image_noise)
 
-    corr = None
+    def effect(spot, fuse):
+        return spot, resolve_fusion(model, spot, norm, fuse) is not None
 
     def estimate(spot, fuse):
         net = inference_network(model, spot, norm, fuse, hot_pixels)
-        risk = estimate_risk(net, data, blind_spot=spot, acf=acf, knots=knots, device=dev, channel_corr=corr)
-        return (spot, fuse, resolve_fusion(model, spot, norm, fuse) is not None), risk
+        return effect(spot, fuse), fuse, estimate_risk(net, data, blind_spot=spot, acf=acf, knots=knots,
+                                                       device=dev, channel_corr=corr)
 
     def report_of(done) -> SafetyReport:
-        cands = [Candidate(spot, fuse, r.gain_db(k), fused) for (spot, fuse, fused), r in done]
+        cands = [Candidate(spot, fuse, r.gain_db(k), fused) for (spot, fused), fuse, r in done]
         return SafetyReport(candidates=cands, chosen=cands[0], noise_scale=k)
 
+    kw = dict(acf=acf, knots=knots, device=dev, hot_pixels=hot_pixels)
     try:
-        # the noise level of this image (one for all candidates) and, for joint channels, the noise's
-        # correlation between them: read where the output blind to the noise is flat (a non-blind output
-        # copies part of the noise and would under-state it)
-        ref = registry.get(model.method).reference
-        k = 1.0
-        if ref is not None:
-            s_ref, f_ref = ref(cfg)
-            ref_risk = estimate_risk(inference_network(model, s_ref, norm, f_ref, hot_pixels), data,
-                                     blind_spot=s_ref, acf=acf, knots=knots, device=dev, probe=False)
-            k = noise_scale([ref_risk])
-            if data.shape[1] > 1:
-                corr = ref_risk.channel_correlation()
-        done = [estimate(s, fusion)]
+        if data.shape[1] == 1:  # the probe needs no channel correlation: the default may be the reference
+            done = [estimate(s, fusion)]
+            k, _ = image_noise(model, data, norm, default=(done[0][0], done[0][2]), **kw)
+        else:  # the channel correlation first: the probes use it
+            k, corr = image_noise(model, data, norm, **kw)
+            done = [estimate(s, fusion)]
         report = report_of(done)
         if not full or report.candidates[0].gain_db >= min_gain_db:
             return report
         for spot, fuse in fallback_settings(model, s, fusion):
-            fused = resolve_fusion(model, spot, norm, fuse) is not None
-            if all((spot, fused) != (d[0][0], d[0][2]) for d in done):  # (no setting twice in effect)
+            if all(effect(spot, fuse) != d[0] for d in done):  # (no setting twice in effect)
                 done.append(estimate(spot, fuse))
     finally:
         model.network.to("cpu")

@@ -172,7 +172,7 @@ class AutoDenoiser:
                                                        **dict(spec.presets[preset])))
         s = 1 if method == "dbsn" else self.noise.inference_blind_spot
         per_px = _seconds_per_pixel(teacher, n_in, s, self.device)
-        # the safety check: three passes over at most two 256x256 crops (engine/safety.py)
+        # the safety check: at most three passes over at most two 256x256 crops (engine/safety.py)
         check = 3 * per_px * min(pixels, 2 * 256 * 256)
         if not self.distill:
             return 1.3 * (per_px * pixels + check)

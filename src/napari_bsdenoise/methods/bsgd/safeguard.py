@@ -14,9 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...axes import fold_channels, to_samples
-from ...engine.inference import inference_layout, inference_network, resolve_hot_pixels
-from ...inputs import match_normalization, normalize
+from ...engine.inference import inference_network, model_input, resolve_fusion, resolve_hot_pixels
 
 #: Crops of the check (the refinement is costly: smaller crops than the denoise check's).
 CHECK_CROP = 128
@@ -79,28 +77,19 @@ class _Refined:
 def refine_check(arr: np.ndarray, model, guide, refiner, *, axes, blind_spot, hot_pixels, device) -> RefineCheck:
     """Estimate the gains of ``guide``'s result and of the refinement (``refiner``: the
     :class:`~.sampling.RefineWindow` that :func:`~.refine.refine` runs at ``blind_spot``) on ``arr``."""
-    from ... import registry
-    from ...nn.fusion import fusion_params
-    from ...engine.sure import estimate_risk, noise_scale
+    from ...engine.safety import image_noise, noise_model
+    from ...engine.sure import estimate_risk
 
-    gcfg = guide.config
-    layout, g_spot = inference_layout(arr, guide, axes, None)
-    norm = match_normalization(gcfg.normalization, layout)
-    data = normalize(to_samples(arr, layout), norm)
-    if gcfg.channel_mode == "independent":
-        data = fold_channels(data)
-    acf = np.asarray(gcfg.noise["autocorrelation"], float)
-    knots = fusion_params(gcfg.noise, norm.mean, norm.std, gcfg.network.in_channels)
-    common = dict(acf=acf, knots=knots, device=device, crop=CHECK_CROP, crops=CHECK_CROPS)
+    _layout, g_spot, norm, data = model_input(arr, guide, axes)
+    acf, knots = noise_model(guide, norm)
+    crops = dict(crop=CHECK_CROP, crops=CHECK_CROPS)
+    common = dict(acf=acf, knots=knots, device=device, **crops)
     guide_net = inference_network(guide, g_spot, norm, "auto", hot_pixels)
     try:
         guide_risk = estimate_risk(guide_net, data, blind_spot=g_spot, **common)
-        k = 1.0
-        ref = registry.get(guide.method).reference
-        if ref is not None:
-            s_ref, f_ref = ref(gcfg)
-            ref_net = inference_network(guide, s_ref, norm, f_ref, hot_pixels)
-            k = noise_scale([estimate_risk(ref_net, data, blind_spot=s_ref, probe=False, **common)])
+        # (the probes here are per channel, so the guide's estimate may serve as the reference)
+        fused = resolve_fusion(guide, g_spot, norm, "auto") is not None
+        k, _ = image_noise(guide, data, norm, hot_pixels=hot_pixels, default=((g_spot, fused), guide_risk), **common)
         outliers = resolve_hot_pixels(model, norm, hot_pixels)
         refined = _Refined(guide_net, g_spot, refiner, blind_spot, outliers)
         refined_risk = estimate_risk(refined, data, blind_spot=blind_spot, **common)
