@@ -52,20 +52,16 @@ def parse_args(argv=None):
 
 def quality(args) -> None:
     import common as C
-    from results import append_rows
+    from results import append_rows, done_keys, shard
     import napari_bsdenoise as bsd
 
     root = C.data_root()
     if root is None:
         print(f"benchmark data not found (set ${C.DATA_ENV}); nothing to score")
         return
-    done = set()
-    if args.out.exists():
-        with open(args.out) as fh:
-            done = {(r["image"], r["method"]) for r in csv.DictReader(fh)}
-    k, n = (int(v) for v in args.shard.split("/"))
-    pairs = [p for g in args.groups for p in C.load_group(g, args.limit, root)
-             if not args.images or any(f in p.name for f in args.images)][k::n]
+    done = done_keys(args.out, ("image", "method"))
+    pairs = shard([p for g in args.groups for p in C.load_group(g, args.limit, root)
+                   if not args.images or any(f in p.name for f in args.images)], args.shard)
     for pair in pairs:
         noisy, gt = pair.load()
         scale_free = pair.group in C.SCALE_FREE_GROUPS

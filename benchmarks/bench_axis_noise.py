@@ -80,14 +80,11 @@ def run(args) -> None:
 
     import common as C
     from data import axis_pairs
-    from results import append_rows
+    from results import append_rows, done_keys, shard
     import napari_bsdenoise as bsd
 
-    k, n = (int(v) for v in args.shard.split("/"))
-    done = set()
-    if args.out.exists():
-        done = {(r["case"], r["method"]) for r in csv.DictReader(open(args.out))}
-    pairs = [p for p in axis_pairs() if args.cases is None or p.name.split("/")[1] in args.cases][k::n]
+    done = done_keys(args.out, ("case", "method"))
+    pairs = shard([p for p in axis_pairs() if args.cases is None or p.name.split("/")[1] in args.cases], args.shard)
     for pair in pairs:
         case = pair.name.split("/")[1]
         noisy, clean = pair.load()

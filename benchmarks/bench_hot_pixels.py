@@ -23,7 +23,6 @@ Rows are appended to a resumable CSV.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -120,19 +119,15 @@ def real(args) -> None:
     import numpy as np
 
     import common as C
-    from results import append_rows
+    from results import append_rows, done_keys, shard
     import napari_bsdenoise as bsd
 
     root = C.data_root()
     if root is None:
         print(f"benchmark data not found (set ${C.DATA_ENV}); nothing to score")
         return
-    k, n = (int(v) for v in args.shard.split("/"))
-    done = set()
-    if args.out.exists():
-        with open(args.out) as fh:
-            done = {(r["group"], r["image"]) for r in csv.DictReader(fh)}
-    pairs = [p for g in args.groups for p in C.load_group(g, args.limit, root)][k::n]
+    done = done_keys(args.out, ("group", "image"))
+    pairs = shard([p for g in args.groups for p in C.load_group(g, args.limit, root)], args.shard)
     for pair in pairs:
         if (pair.group, pair.name) in done:
             continue

@@ -13,7 +13,6 @@ rows: what ``denoise`` with ``check="auto"`` returns, against the default withou
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ def run(args) -> None:
     import warnings
 
     import common as C
-    from results import append_rows
+    from results import append_rows, done_keys, shard
     import napari_bsdenoise as bsd
     from napari_bsdenoise.engine.safety import fallback_settings
 
@@ -46,11 +45,8 @@ def run(args) -> None:
     if root is None:
         print(f"benchmark data not found (set ${C.DATA_ENV}); nothing to score")
         return
-    k, n = (int(v) for v in args.shard.split("/"))
-    done = set()
-    if args.out.exists():
-        done = {(r["group"], r["image"]) for r in csv.DictReader(open(args.out))}
-    pairs = [p for g in args.groups for p in C.load_group(g, args.limit, root)][k::n]
+    done = done_keys(args.out, ("group", "image"))
+    pairs = shard([p for g in args.groups for p in C.load_group(g, args.limit, root)], args.shard)
     for pair in pairs:
         if (pair.group, pair.name) in done:
             continue

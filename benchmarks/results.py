@@ -20,8 +20,15 @@ def read_results(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def done_keys(path: Path) -> set[tuple[str, str, str]]:
-    return {(r["group"], r["image"], r["method"]) for r in read_results(path)}
+def done_keys(path: Path, fields=("group", "image", "method")) -> set[tuple[str, ...]]:
+    """The ``fields`` of the rows already in a resumable results CSV (empty when there is none)."""
+    return {tuple(r[f] for f in fields) for r in read_results(path)}
+
+
+def shard(items, spec: str) -> list:
+    """Every N-th of ``items`` from the K-th, for ``--shard K/N`` (parallel runs)."""
+    k, n = (int(v) for v in spec.split("/"))
+    return list(items)[k::n]
 
 
 def format_info(info: dict) -> str:
