@@ -168,6 +168,12 @@ def blind_spot_sides(value) -> tuple[int, int]:
     return tuple(value) if isinstance(value, tuple) else (int(value), int(value))
 
 
+def per_axis(f, *spots):
+    """The blind spot whose side along each axis is ``f`` of the given blind spots' sides there
+    (``per_axis(min, (1, 9), 3) == (1, 3)``), validated."""
+    return check_blind_spot([f(*sides) for sides in zip(*(blind_spot_sides(s) for s in spots))])
+
+
 def blind_spot_side(value) -> int:
     """The larger side of a validated blind spot (what patch sizes and halos must hold)."""
     return max(blind_spot_sides(value))

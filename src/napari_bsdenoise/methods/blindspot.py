@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from .. import registry
 from ..axes import fold_channels, to_samples
-from ..config import ModelConfig, NetworkConfig, blind_spot_side, blind_spot_sides, check_blind_spot, format_blind_spot
+from ..config import (ModelConfig, NetworkConfig, blind_spot_side, blind_spot_sides, check_blind_spot,
+                      format_blind_spot, per_axis)
 from ..engine.inference import resolve_hot_pixels
 from ..defaults import (DEFAULT_BATCH_SIZE, DEFAULT_LEARNING_RATE, DEFAULT_PATCH_SIZE,
                         DEFAULT_VALIDATION_FRACTION)
@@ -204,8 +205,7 @@ def atbsn_blind_spots(blind_spot, s_train, inference_blind_spot, noise) -> tuple
     if s_train is None:
         s_train, s_inf = noise.train_blind_spot, noise.inference_blind_spot
     else:
-        s_inf = check_blind_spot([min(a, b) for a, b in zip(blind_spot_sides(noise.inference_blind_spot),
-                                                            blind_spot_sides(s_train))])
+        s_inf = per_axis(min, noise.inference_blind_spot, s_train)
     return s_train, (s_inf if inference_blind_spot is None else int(inference_blind_spot))
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import InputError
 from .blocks import prepare_channel
 from .detrend import DETREND_ORDER, design, effective_dof, half_lags
-from .recommend import EXTENDED_MAX_LAG, MILD_NOISE_FRACTION, recommend
+from .recommend import EXTENDED_MAX_LAG, MILD_NOISE_FRACTION, recommend, spot
 from .result import NoiseCorrelation
 from .statistics import channel_estimate
 
@@ -96,7 +96,7 @@ def _estimate(samples, max_lag, block, seed) -> NoiseCorrelation:
                   else flat_curve for ch in range(c))
     if length > 0 and noise_fraction < MILD_NOISE_FRACTION:  # per axis: (1, 9) -> (1, 3)
         ty, tx = (train, train) if isinstance(train, int) else train
-        train = infer = min(ty, 3) if min(ty, 3) == min(tx, 3) else (min(ty, 3), min(tx, 3))
+        train = infer = spot(min(ty, 3), min(tx, 3))
     return NoiseCorrelation(
         autocorrelation=acf,
         lag1_x=float(acf[max_lag, max_lag + 1]),

@@ -41,7 +41,8 @@ class Recommendation:
     reaches_edge: bool  # still correlated at the largest lag measured
 
 
-def _spot(y: int, x: int):
+def spot(y: int, x: int):
+    """A blind spot from its sides: an int for a square, else ``(y, x)``."""
     return y if y == x else (y, x)
 
 
@@ -91,5 +92,5 @@ def recommend(acf: np.ndarray, se: float) -> Recommendation:
     direction = best if ring1[best] - others > 0.1 and others < 0.5 * ring1[best] else ""
     side = lambda n: min(2 * n + 3, 2 * L + 1) if n > 0 else 1  # noqa: E731
     ty, tx = side(ly), side(lx)
-    return Recommendation(length, (ly, lx), direction, _spot(ty, tx), _spot(min(3, ty), min(3, tx)),
+    return Recommendation(length, (ly, lx), direction, spot(ty, tx), spot(min(3, ty), min(3, tx)),
                           ring_max[-1] > thr)

@@ -7,7 +7,7 @@ import copy
 from ... import registry
 from ...version import __version__
 from ...axes import fold_channels, to_samples
-from ...config import ModelConfig, NetworkConfig, blind_spot_side, blind_spot_sides, check_blind_spot
+from ...config import ModelConfig, NetworkConfig, blind_spot_side, check_blind_spot, per_axis
 from ...defaults import DEFAULT_BATCH_SIZE, DEFAULT_PATCH_SIZE, DEFAULT_VALIDATION_FRACTION
 from ...device import autocast
 from ...engine.inference import inference_layout
@@ -142,8 +142,7 @@ def make_bsgd_trainer(
                                  "it predicts (use 1 or more)")
         if inference_blind_spot is None:
             s_inf = guide.config.inference_blind_spot if guide is not None else noise.inference_blind_spot
-            s_inf = check_blind_spot([min(max(1, a), b) for a, b in zip(blind_spot_sides(s_inf),
-                                                                           blind_spot_sides(s_train))])
+            s_inf = per_axis(lambda a, b: min(max(1, a), b), s_inf, s_train)
         else:
             s_inf = check_blind_spot(inference_blind_spot, "inference_blind_spot")
         h, w = layout.spatial_shape
