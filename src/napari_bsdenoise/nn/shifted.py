@@ -7,7 +7,9 @@ shifting the features down by ``d`` rows and fusing the four branches then
 hides a ``(2d-1) x (2d-1)`` square around every pixel (see :mod:`.atbsn`).
 
 With ``blind=False`` the same modules are ordinary centred layers, which gives
-the non-blind UNet used by students.
+the non-blind UNet used by students.  ``ndim=3`` builds the same UNet from 3x3x3 convolutions for
+volumes ``(N, C, Z, Y, X)``, still causal along Y (the 3-D AT-BSN permutes axes to look along Z and X,
+:mod:`.atbsn3d`).
 """
 
 from __future__ import annotations
@@ -33,24 +35,38 @@ class ShiftConv2d(nn.Conv2d):
         return super().forward(x)
 
 
+class ShiftConv3d(nn.Conv3d):
+    """3x3x3 convolution that only looks at the current and the two rows (Y) above."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, blind: bool = True):
+        super().__init__(in_channels, out_channels, 3, padding=0)
+        self.blind = blind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (1, 1, 2, 0, 1, 1) if self.blind else (1, 1, 1, 1, 1, 1))
+        return super().forward(x)
+
+
 def shift_down(x: torch.Tensor, rows: int) -> torch.Tensor:
-    """Shift features down by ``rows`` (zeros enter at the top, the bottom rows drop out)."""
+    """Shift features down (along Y, the second-last axis) by ``rows`` (zeros enter at the top, the
+    bottom rows drop out); 4-D and 5-D tensors."""
     if rows == 0:
         return x
-    return F.pad(x, (0, 0, rows, 0))[:, :, : x.shape[2], :]
+    return F.pad(x, (0, 0, rows, 0))[..., : x.shape[-2], :]
 
 
 class ShiftPool(nn.Module):
-    """2x2 max-pool preceded by a one-row shift so pooling stays causal."""
+    """2x2 (2x2x2 for volumes) max-pool preceded by a one-row shift so pooling stays causal."""
 
-    def __init__(self, *, blind: bool = True):
+    def __init__(self, *, blind: bool = True, ndim: int = 2):
         super().__init__()
         self.blind = blind
+        self.pool = F.max_pool3d if ndim == 3 else F.max_pool2d
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.blind:
             x = shift_down(x, 1)
-        return F.max_pool2d(x, 2)
+        return self.pool(x, 2)
 
 
 class ShiftUNet(nn.Module):
@@ -59,18 +75,22 @@ class ShiftUNet(nn.Module):
     ``depth`` pooling levels (5 in the paper), encoder width ``width`` (48) and
     decoder width ``2 * width`` (96); the raw input is concatenated before the
     last decoder block.  Output: ``2 * width`` channels at full resolution.
-    Inputs must have H and W divisible by ``2 ** depth``.
+    Inputs must have H and W (and Z, for ``ndim=3``) divisible by ``2 ** depth``.
     """
 
-    def __init__(self, in_channels: int, *, width: int = 48, depth: int = 5, blind: bool = True):
+    def __init__(self, in_channels: int, *, width: int = 48, depth: int = 5, blind: bool = True, ndim: int = 2):
         super().__init__()
+        if ndim not in (2, 3):
+            raise ValueError(f"ndim must be 2 or 3, got {ndim}")
         self.depth = depth
         self.blind = blind
+        self.ndim = ndim
+        conv_type = ShiftConv3d if ndim == 3 else ShiftConv2d
         w, w2 = width, 2 * width
         act = lambda: nn.LeakyReLU(NEGATIVE_SLOPE, inplace=True)  # noqa: E731
-        conv = lambda i, o: ShiftConv2d(i, o, blind=blind)  # noqa: E731
+        conv = lambda i, o: conv_type(i, o, blind=blind)  # noqa: E731
         self.enc0 = nn.Sequential(conv(in_channels, w), act())
-        self.enc = nn.ModuleList(nn.Sequential(conv(w, w), act(), ShiftPool(blind=blind)) for _ in range(depth))
+        self.enc = nn.ModuleList(nn.Sequential(conv(w, w), act(), ShiftPool(blind=blind, ndim=ndim)) for _ in range(depth))
         self.bottom = nn.Sequential(conv(w, w), act())
         dec = []
         for level in range(depth):
@@ -99,10 +119,10 @@ class ShiftUNet(nn.Module):
         return n
 
 
-def init_weights(module: nn.Module, last: nn.Conv2d | None = None) -> None:
+def init_weights(module: nn.Module, last: nn.Module | None = None) -> None:
     """He (Kaiming) initialisation for LeakyReLU(0.1), zero biases; linear gain for ``last``."""
     for m in module.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv2d, nn.Conv3d)):
             nn.init.kaiming_normal_(m.weight, a=NEGATIVE_SLOPE, nonlinearity="leaky_relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
