@@ -32,7 +32,8 @@ def test_check_and_parse():
     assert bsd.parse_blind_spot("1x9") == (1, 9) and bsd.parse_blind_spot("9 x 1") == (9, 1)
     assert bsd.parse_blind_spot("5") == 5 and bsd.format_blind_spot((1, 9)) == "1x9"
     assert blind_spot_side((1, 9)) == 9
-    for bad in ("1x2", "0x3", "3x", "a", "1x3x5"):
+    assert bsd.parse_blind_spot("1x3x5") == (1, 3, 5) and bsd.format_blind_spot((1, 3, 3)) == "1x3x3"  # 3-D boxes
+    for bad in ("1x2", "0x3", "3x", "a", "1x3x5x7", "0x3x3"):
         with pytest.raises(InputError):
             bsd.parse_blind_spot(bad)
 

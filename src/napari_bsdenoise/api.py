@@ -19,7 +19,7 @@ from .device import describe_device as device_description
 from .engine import tiling
 from .engine.denoise import denoise_array, drive
 from .engine.export import export_bioimageio
-from .engine.inference import inference_layout, inference_network, resolve_fusion
+from .engine.inference import inference_layout, inference_network, repairs_outliers, resolve_fusion
 from .engine.preview import Preview
 from .engine.safety import CHECKS, SafetyReport, SafetyWarning, checked_settings, kept_input
 from .engine.safety import safety_check as engine_safety_check
@@ -45,7 +45,7 @@ __all__ = [
     "check_image", "check_trainable_size", "device_description", "choose_method", "denoise", "denoise_iter", "distill",
     "estimate_noise_correlation", "export_bioimageio", "find_hot_pixels", "format_blind_spot", "inference_layout", "inference_network", "is_lazy_input", "iter_events",
     "load_model", "make_bsgd_trainer", "make_distiller", "make_trainer", "match_normalization", "method_info",
-    "normalize", "open_input", "parse_blind_spot", "safety_check", "SafetyReport", "SafetyWarning", "recommended_method", "refine", "resolve_fusion", "run_events", "train",
+    "normalize", "open_input", "parse_blind_spot", "safety_check", "SafetyReport", "SafetyWarning", "recommended_method", "refine", "repairs_outliers", "resolve_fusion", "run_events", "train",
     "train_bsgd", "trainable_methods",
 ]
 
@@ -138,7 +138,14 @@ def train(image, *, callback=None, **kwargs) -> BlindSpotModel:
         photon counts) otherwise; D-BSN always uses ``"nll"`` (L2 for its mean,
         Gaussian NLL for its uncertainty and noise level).
     patch_size, batch_size, learning_rate : optional
-        Optimisation settings (patches are at least ``8 * blind_spot`` pixels).
+        Optimisation settings (patches are at least ``8 * blind_spot`` pixels; defaults 64 and 8, for
+        a 3-D network 32 and 4 with ``patch_depth=16`` slices).
+    spatial_dims : {2, 3, "auto"}
+        AT-BSN: ``2`` (default) trains a 2-D network on the Y-X slices (Z and T are samples); ``3`` a
+        3-D network on Z-Y-X volumes (:class:`~napari_bsdenoise.nn.atbsn3d.ATBSN3D`, a ``(z, y, x)``
+        blind box: ``blind_spot="auto"`` also measures the noise correlation along Z), recorded in the
+        model.  ``"auto"``: 3 for AT-BSN on data with at least 16 Z slices, else 2.  A 3-D model has no
+        noisy-input fusion, hot-pixel repair or safety check yet, and denoises in memory.
     precision : {"auto", "fp32", "bf16"}
         Autocast precision.
     channels : {"joint", "independent"}, optional

@@ -3,7 +3,8 @@
 An axes string names every axis of an array with one letter among ``T``, ``Z``,
 ``C``, ``Y``, ``X`` (RGB images are ``YXC``).  The engine only ever sees 4-D
 ``(N, C, Y, X)`` float arrays: T and Z are folded into the sample axis N (each
-slice is an independent 2-D sample in this version), and C is either kept as
+slice is an independent 2-D sample), or, for a 3-D network (``spatial_dims=3``), ``(N, C, Z, Y, X)``
+volumes with only T folded into N; C is either kept as
 network channels (``"joint"``, e.g. RGB) or folded into N as well
 (``"independent"``, e.g. separate fluorophores).
 """
@@ -81,10 +82,13 @@ class SampleLayout:
     axes: str
     shape: tuple[int, ...]
     channel_mode: str
+    spatial_dims: int = 2
 
     @property
     def order(self) -> str:
-        """Axes order used internally: leading sample axes, then C, Y, X."""
+        """Axes order used internally: leading sample axes, then C, (Z,) Y, X."""
+        if self.spatial_dims == 3:
+            return "".join(a for a in self.axes if a == "T") + "CZYX"
         lead = "".join(a for a in self.axes if a in "TZ")
         return lead + "CYX"
 
@@ -95,6 +99,10 @@ class SampleLayout:
     @property
     def spatial_shape(self) -> tuple[int, int]:
         return self.shape[self.axes.index("Y")], self.shape[self.axes.index("X")]
+
+    @property
+    def n_slices(self) -> int:
+        return self.shape[self.axes.index("Z")] if "Z" in self.axes else 1
 
 
 def to_samples(image, layout: SampleLayout) -> np.ndarray:
@@ -110,8 +118,9 @@ def to_samples(image, layout: SampleLayout) -> np.ndarray:
         axes = axes + "C"
     perm = [axes.index(a) for a in layout.order]
     arr = np.transpose(arr, perm)
-    n = int(np.prod(arr.shape[:-3], dtype=np.int64)) if arr.ndim > 3 else 1
-    return np.ascontiguousarray(arr.reshape((n,) + arr.shape[-3:]), dtype=np.float32)
+    k = layout.spatial_dims + 1  # C and the network's spatial axes
+    n = int(np.prod(arr.shape[:-k], dtype=np.int64)) if arr.ndim > k else 1
+    return np.ascontiguousarray(arr.reshape((n,) + arr.shape[-k:]), dtype=np.float32)
 
 
 def from_samples(samples: np.ndarray, layout: SampleLayout) -> np.ndarray:
@@ -129,15 +138,15 @@ def from_samples(samples: np.ndarray, layout: SampleLayout) -> np.ndarray:
 
 
 def fold_channels(samples: np.ndarray) -> np.ndarray:
-    """``(N, C, Y, X)`` -> ``(N*C, 1, Y, X)`` for channel-independent models."""
-    n, c, y, x = samples.shape
-    return samples.reshape(n * c, 1, y, x)
+    """``(N, C, ...)`` -> ``(N*C, 1, ...)`` for channel-independent models."""
+    n, c, *rest = samples.shape
+    return samples.reshape(n * c, 1, *rest)
 
 
 def unfold_channels(samples: np.ndarray, n_channels: int) -> np.ndarray:
     """Inverse of :func:`fold_channels`."""
-    nc, _, y, x = samples.shape
-    return samples.reshape(nc // n_channels, n_channels, y, x)
+    nc, _, *rest = samples.shape
+    return samples.reshape(nc // n_channels, n_channels, *rest)
 
 
 #: TIFF/OME series axis letters -> ours (``S`` = samples per pixel, i.e. colour channels).

@@ -20,6 +20,13 @@ NETWORK_PRESETS: dict[str, dict[str, int]] = {
     "small": {"width": 32, "depth": 4},
     "paper": {"width": 48, "depth": 5},
 }
+# The 3-D AT-BSN (spatial_dims=3): a 3x3x3 convolution costs 3x a 3x3 one and six looks run instead of
+# four, so the volume presets are narrower and shallower (each level pools Z too: Z is padded to 2**depth).
+NETWORK_PRESETS_3D: dict[str, dict[str, int]] = {
+    "tiny": {"width": 12, "depth": 2},
+    "small": {"width": 16, "depth": 3},
+    "paper": {"width": 32, "depth": 4},
+}
 # The same preset names for D-BSN (method="dbsn"): (branch width, dilated blocks per branch).  "tiny"
 # trains at ~5 steps/s (batch 8 of 64x64 grey patches, one CPU thread); "paper" has the official
 # width and depth (with lighter blocks than the official 6.6 M-parameter network).
@@ -43,13 +50,17 @@ class NetworkConfig:
     out_channels: int = 1
     width: int = 32
     depth: int = 4
+    spatial_dims: int = 2  # 2: slices (Z and T are samples); 3: volumes, Z is a network axis
 
     def validate(self) -> NetworkConfig:
-        registry.get(self.method)  # an InputError naming the registered methods
+        spec = registry.get(self.method)  # an InputError naming the registered methods
         for name in ("in_channels", "out_channels", "width", "depth"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise InputError(f"network {name} must be a positive integer, got {v!r}")
+        if self.spatial_dims not in spec.spatial_dims:
+            raise InputError(f"method {self.method!r} has no {self.spatial_dims}-D network (spatial_dims "
+                             f"{' or '.join(map(str, spec.spatial_dims))}); 3-D volumes train with method='atbsn'")
         return self
 
 
@@ -110,7 +121,11 @@ class ModelConfig:
                              "(D-BSN trains with 'nll', AT-BSN with 'l1' or 'l2')")
         registry.get(self.network.method).validate_config(self)
         for name in ("train_blind_spot", "inference_blind_spot"):  # a JSON list becomes a (y, x) tuple
-            setattr(self, name, check_blind_spot(getattr(self, name), name))
+            spot = check_blind_spot(getattr(self, name), name)
+            n = self.network.spatial_dims
+            if isinstance(spot, tuple) and len(spot) != n:
+                raise InputError(f"{name}={spot} does not fit a {n}-D network (sides {'(y, x)' if n == 2 else '(z, y, x)'})")
+            setattr(self, name, spot)
         return self
 
 
@@ -139,13 +154,14 @@ def check_blind_spot(value, name: str = "blind_spot"):
     (3, (1, 9), 5)
     """
     if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise InputError(f"{name} must be an odd integer or a (y, x) pair, got {len(value)} values {value!r}")
-        y, x = (_check_side(v, name) for v in value)
-        if (y == 0) != (x == 0):
+        if len(value) not in (2, 3):
+            raise InputError(f"{name} must be an odd integer, a (y, x) pair or, for a 3-D model, a (z, y, x) "
+                             f"triple, got {len(value)} values {value!r}")
+        sides = tuple(_check_side(v, name) for v in value)
+        if len({v == 0 for v in sides}) > 1:
             raise InputError(f"{name}={tuple(value)} mixes 0 with a blind side: a blind spot of 0 along one axis "
-                             "sees the pixel it predicts; use 0 (non-blind) or odd sides >= 1 on both axes")
-        return y if y == x else (y, x)
+                             "sees the pixel it predicts; use 0 (non-blind) or odd sides >= 1 on every axis")
+        return sides[0] if len(set(sides)) == 1 else sides
     return _check_side(value, name)
 
 
@@ -163,15 +179,19 @@ def parse_blind_spot(text: str, name: str = "blind_spot"):
     return check_blind_spot(values[0] if len(values) == 1 else values, name)
 
 
-def blind_spot_sides(value) -> tuple[int, int]:
-    """``(y, x)`` sides of a validated blind spot (an int is a square)."""
-    return tuple(value) if isinstance(value, tuple) else (int(value), int(value))
+def blind_spot_sides(value, ndim: int = 2) -> tuple[int, ...]:
+    """``(y, x)`` sides of a validated blind spot (an int is a square), ``(z, y, x)`` with ``ndim=3`` (an int
+    is a cube; a 2-D ``(y, x)`` spot is one slice thick).  A ``(z, y, x)`` triple is returned as it is."""
+    if isinstance(value, tuple):
+        return (1,) * (ndim - len(value)) + value if len(value) < ndim else value
+    return (int(value),) * ndim
 
 
 def per_axis(f, *spots):
     """The blind spot whose side along each axis is ``f`` of the given blind spots' sides there
     (``per_axis(min, (1, 9), 3) == (1, 3)``), validated."""
-    return check_blind_spot([f(*sides) for sides in zip(*(blind_spot_sides(s) for s in spots))])
+    ndim = max(len(s) if isinstance(s, tuple) else 2 for s in spots)
+    return check_blind_spot([f(*sides) for sides in zip(*(blind_spot_sides(s, ndim) for s in spots))])
 
 
 def blind_spot_side(value) -> int:
@@ -181,14 +201,17 @@ def blind_spot_side(value) -> int:
 
 def blind_spot_sort_key(value) -> tuple[int, int, int]:
     """Orders blind spots by their larger side, then area (``sorted(spots, key=blind_spot_sort_key)``)."""
-    y, x = blind_spot_sides(value)
-    return max(y, x), y * x, y
+    sides = blind_spot_sides(value)
+    area = 1
+    for v in sides:
+        area *= v
+    return max(sides), area, sides[-2]
 
 
 def format_blind_spot(value) -> str:
-    """``"3"`` for a square, ``"1x9"`` (y x x) for a rectangle."""
-    y, x = blind_spot_sides(value)
-    return str(y) if y == x else f"{y}x{x}"
+    """``"3"`` for a square (or cube), ``"1x9"`` (y x x) for a rectangle, ``"1x3x3"`` (z x y x x) for a box."""
+    sides = blind_spot_sides(value)
+    return str(sides[0]) if len(set(sides)) == 1 else "x".join(map(str, sides))
 
 
 def check_unet_depth(cfg: ModelConfig) -> None:

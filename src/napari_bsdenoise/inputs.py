@@ -49,13 +49,17 @@ def check_image(image, *, name: str = "image") -> np.ndarray:
     return arr
 
 
-def sample_layout(arr, axes: str | None, channels: str | None) -> SampleLayout:
-    """The validated :class:`~napari_bsdenoise.axes.SampleLayout` of ``arr`` (anything with shape and dtype)."""
+def sample_layout(arr, axes: str | None, channels: str | None, spatial_dims: int = 2) -> SampleLayout:
+    """The validated :class:`~napari_bsdenoise.axes.SampleLayout` of ``arr`` (anything with shape and dtype);
+    ``spatial_dims=3`` (a 3-D network) needs a Z axis."""
     axes = validate_axes(axes, arr.shape)
     mode = channels or default_channel_mode(axes, arr.shape, arr.dtype)
     if mode not in ("joint", "independent"):
         raise InputError(f"channels must be 'joint', 'independent' or None, got {channels!r}")
-    return SampleLayout(axes, tuple(arr.shape), mode)
+    if spatial_dims == 3 and "Z" not in axes:
+        raise InputError(f"a 3-D network needs a Z axis and these axes are {axes!r} (shape {tuple(arr.shape)}); "
+                         "pass axes= with a Z, e.g. 'ZYX', or use a 2-D model (spatial_dims=2)")
+    return SampleLayout(axes, tuple(arr.shape), mode, spatial_dims)
 
 
 def check_trainable_size(layout: SampleLayout) -> None:
@@ -92,7 +96,7 @@ def loop_settings(steps, seconds, patch_size, batch_size, learning_rate, seed, d
 
 def normalization_of(samples: np.ndarray) -> Normalization:
     """Per-channel mean/std of ``(N, C, Y, X)`` data (subsampled for big data)."""
-    flat = samples.transpose(1, 0, 2, 3).reshape(samples.shape[1], -1)
+    flat = np.moveaxis(samples, 1, 0).reshape(samples.shape[1], -1)
     if flat.shape[1] > 4_000_000:
         flat = flat[:, :: flat.shape[1] // 4_000_000]
     mean = flat.mean(axis=1, dtype=np.float64)
@@ -104,15 +108,17 @@ def normalization_of(samples: np.ndarray) -> Normalization:
 
 def normalize(samples: np.ndarray, norm: Normalization) -> np.ndarray:
     """``(samples - mean) / std`` per channel of ``(N, C, Y, X)`` data."""
-    mean = np.asarray(norm.mean, np.float32)[None, :, None, None]
-    std = np.asarray(norm.std, np.float32)[None, :, None, None]
+    shape = (1, -1) + (1,) * (samples.ndim - 2)
+    mean = np.asarray(norm.mean, np.float32).reshape(shape)
+    std = np.asarray(norm.std, np.float32).reshape(shape)
     return (samples - mean) / std
 
 
 def denormalize(samples: np.ndarray, norm: Normalization) -> np.ndarray:
     """The inverse of :func:`normalize`."""
-    mean = np.asarray(norm.mean, np.float32)[None, :, None, None]
-    std = np.asarray(norm.std, np.float32)[None, :, None, None]
+    shape = (1, -1) + (1,) * (samples.ndim - 2)
+    mean = np.asarray(norm.mean, np.float32).reshape(shape)
+    std = np.asarray(norm.std, np.float32).reshape(shape)
     return samples * std + mean
 
 

@@ -55,6 +55,7 @@ class Method:
     # (ModelConfig) -> (blind_spot, fusion) of an output blind to the noise (its residual where the result is
     # flat is noise alone: the safety check reads this image's noise level there); None: the model has none
     reference: Callable | None = None
+    spatial_dims: tuple[int, ...] = (2,)  # the network ranks it builds: 2 (slices), 3 (volumes)
     extras: Mapping[str, object] = field(default_factory=dict)
 
 

@@ -28,7 +28,7 @@ from .common import (
 
 
 def run(args) -> int:
-    from ..api import denoise, find_hot_pixels, load_model
+    from ..api import denoise, find_hot_pixels, load_model, repairs_outliers
 
     model_path = check_input_file(args.model, "model")
     image_path = Path(args.image)
@@ -52,7 +52,7 @@ def run(args) -> int:
         bar, img, out, dtype)
     if result is None:
         return EXIT_INTERRUPTED
-    if args.hot_pixels != "keep" and model.config.noise:
+    if args.hot_pixels != "keep" and repairs_outliers(model):
         n_hot = int(find_hot_pixels(img.data, model, axes=img.axes).sum())
         if n_hot:
             note(f"repaired {n_hot} hot/dead pixel(s) before denoising (--hot-pixels keep leaves them)")

@@ -53,6 +53,8 @@ def hot_pixel_mask(arr: np.ndarray, model, *, axes: str | None = None) -> np.nda
     from ..nn.outliers import repair_samples
     from .inference import resolve_hot_pixels
 
+    if model.config.network.spatial_dims == 3:
+        raise InputError("a 3-D model repairs no hot pixels in this version (hot-pixel repair is 2-D only)")
     layout, _, norm, data = model_input(arr, model, axes)
     params = resolve_hot_pixels(model, norm, "auto")
     if params is None:

@@ -15,13 +15,18 @@ from ..inputs import sample_layout
 def inference_layout(x, model, axes: str | None, blind_spot) -> tuple[SampleLayout, int]:
     """Layout and blind spot for denoising ``x`` (any array-like with shape) with ``model``, checked."""
     cfg = model.config
-    layout = sample_layout(x, axes, cfg.channel_mode)
+    ndim = cfg.network.spatial_dims
+    layout = sample_layout(x, axes, cfg.channel_mode, ndim)
     s = cfg.inference_blind_spot if blind_spot is None else check_blind_spot(blind_spot)
+    if isinstance(s, tuple) and len(s) != ndim:
+        raise InputError(f"a {ndim}-D model takes a blind spot of {'(y, x)' if ndim == 2 else '(z, y, x)'} sides, "
+                         f"got {s!r}")
     registry.get(model.method).check_inference_blind_spot(s)
-    h, w = layout.spatial_shape
-    sy, sx = blind_spot_sides(s)
-    if h <= max(sy, 2) or w <= max(sx, 2):
-        raise InputError(f"the image ({h}x{w} pixels) is too small for a blind spot of {format_blind_spot(s)} pixels")
+    sides = blind_spot_sides(s, ndim)
+    size = ((layout.n_slices,) if ndim == 3 else ()) + layout.spatial_shape
+    if any(n <= max(v, 2) for n, v in zip(size, sides)):
+        raise InputError(f"the image ({'x'.join(map(str, size))} pixels) is too small for a blind spot of "
+                         f"{format_blind_spot(s)} pixels")
     if cfg.channel_mode == "joint" and layout.n_channels != cfg.network.in_channels:
         raise InputError(
             f"the model takes {cfg.network.in_channels}-channel images and this one has {layout.n_channels} "
@@ -83,6 +88,10 @@ def resolve_hot_pixels(model, norm: Normalization, hot_pixels):
     if hot_pixels == "keep":
         return None
     cfg = model.config
+    if cfg.network.spatial_dims == 3:
+        if hot_pixels == "remove":
+            raise InputError("hot_pixels='remove' is 2-D only in this version (a 3-D model keeps outliers)")
+        return None
     if not cfg.noise or "autocorrelation" not in cfg.noise:
         if hot_pixels == "remove":
             raise InputError("hot_pixels='remove' needs a model with a noise estimate of its training data "
@@ -91,6 +100,13 @@ def resolve_hot_pixels(model, norm: Normalization, hot_pixels):
     from ..nn.outliers import outlier_params
 
     return outlier_params(cfg.noise, norm.mean, norm.std, cfg.network.in_channels)
+
+
+def repairs_outliers(model) -> bool:
+    """Whether ``hot_pixels="auto"`` repairs outliers with ``model`` (a 2-D model with a noise estimate of its
+    training data), so that counting them (:func:`napari_bsdenoise.find_hot_pixels`) means something."""
+    cfg = model.config
+    return bool(cfg.noise) and "autocorrelation" in cfg.noise and cfg.network.spatial_dims == 2
 
 
 def wrap_network(network, fusion_params=None, outlier_params=None):

@@ -1,4 +1,5 @@
-"""Random training patches with the 8 dihedral augmentations, and held-out validation patches."""
+"""Random training patches with the 8 dihedral augmentations (and a Z flip for volumes), and held-out
+validation patches; 2-D ``(N, C, Y, X)`` or 3-D ``(N, C, Z, Y, X)`` data."""
 
 from __future__ import annotations
 
@@ -23,14 +24,23 @@ class PatchSampler:
     (``self.held_out`` is then False).
     """
 
-    def __init__(self, data: np.ndarray, patch_size: int, *, val_fraction: float = 0.1, max_val: int = 32, seed: int = 0):
-        if data.ndim != 4:
-            raise ValueError("data must be (N, C, Y, X)")
+    def __init__(self, data: np.ndarray, patch_size: int, *, val_fraction: float = 0.1, max_val: int = 32, seed: int = 0,
+                 patch_depth: int | None = None):
+        if data.ndim not in (4, 5):
+            raise ValueError("data must be (N, C, Y, X) or (N, C, Z, Y, X)")
         self.data = data
-        n, _, h, w = data.shape
+        self.volumes = data.ndim == 5
+        if not self.volumes:  # one code path: a 2-D sample is a volume of one slice
+            data, patch_depth = data[:, :, None], 1
+        self._volumes_view = data
+        n, _, depth, h, w = data.shape
         self.patch_size = p = int(min(patch_size, h, w))
+        self.patch_depth = pz = int(min(patch_depth or p, depth))
         self.rng = np.random.default_rng(seed)
+        # validation blocks are whole columns in Z (one block deep): a training crop overlaps one when
+        # its Y-X square does
         blocks = [(i, y, x) for i in range(n) for y in range(0, h - p + 1, p) for x in range(0, w - p + 1, p)]
+        self._z_val = max(0, (depth - pz) // 2)
         n_val = int(np.clip(round(val_fraction * len(blocks)), 1, max_val)) if len(blocks) >= 4 else 0
         self.held_out = n_val > 0
         pick = self.rng.choice(len(blocks), size=n_val, replace=False) if n_val else np.array([], int)
@@ -39,9 +49,13 @@ class PatchSampler:
             # tiny data: fixed (non-augmented) crops of the training data
             self.val_blocks = np.array([blocks[0]], dtype=np.int64)
 
+    def _squeeze(self, arr: np.ndarray) -> np.ndarray:
+        return arr if self.volumes else arr[:, :, 0]
+
     def validation_patches(self) -> np.ndarray:
-        p = self.patch_size
-        return np.stack([self.data[i, :, y : y + p, x : x + p] for i, y, x in self.val_blocks])
+        p, pz, z = self.patch_size, self.patch_depth, self._z_val
+        return self._squeeze(np.stack([self._volumes_view[i, :, z : z + pz, y : y + p, x : x + p]
+                                       for i, y, x in self.val_blocks]))
 
     def _overlaps_val(self, i: int, y: int, x: int) -> bool:
         if not self.held_out:
@@ -52,9 +66,10 @@ class PatchSampler:
         return bool(hit.any())
 
     def batch(self, batch_size: int) -> np.ndarray:
-        """A ``(B, C, P, P)`` float32 batch of random, randomly transformed crops."""
-        n, _, h, w = self.data.shape
-        p = self.patch_size
+        """A ``(B, C, P, P)`` (``(B, C, Pz, P, P)`` for volumes) float32 batch of random, randomly
+        transformed crops."""
+        n, _, depth, h, w = self._volumes_view.shape
+        p, pz = self.patch_size, self.patch_depth
         out = []
         for _ in range(batch_size):
             for _attempt in range(50):
@@ -63,6 +78,9 @@ class PatchSampler:
                 x = int(self.rng.integers(w - p + 1))
                 if not self._overlaps_val(i, y, x):
                     break
-            crop = self.data[i, :, y : y + p, x : x + p]
-            out.append(dihedral(crop, int(self.rng.integers(8))))
-        return np.ascontiguousarray(np.stack(out), dtype=np.float32)
+            z = int(self.rng.integers(depth - pz + 1)) if self.volumes else 0
+            crop = dihedral(self._volumes_view[i, :, z : z + pz, y : y + p, x : x + p], int(self.rng.integers(8)))
+            if self.volumes and self.rng.integers(2):
+                crop = crop[:, ::-1]
+            out.append(crop)
+        return np.ascontiguousarray(self._squeeze(np.stack(out)), dtype=np.float32)

@@ -14,6 +14,7 @@ from .progress import ProgressEvent, run_events
 
 
 DEFAULT_TILE = 768
+DEFAULT_TILE_3D = 64  # a cube: with its halo, a 144^3 window of the tiny 3-D network (~3 M voxels)
 
 
 #: Activation memory of one forward pass, bytes per input pixel per unit of network width
@@ -67,7 +68,9 @@ def tile_plan(network, blind_spot: int, tile: int | None, halo: int | None):
     untiled result up to float rounding.
     """
     multiple = getattr(network, "multiple", 1)
-    tile = DEFAULT_TILE if tile is None else int(tile)
+    if tile is None:
+        tile = DEFAULT_TILE_3D if getattr(network, "spatial_dims", 2) == 3 else DEFAULT_TILE
+    tile = int(tile)
     halo = network.receptive_radius(blind_spot) if halo is None else int(halo)
     tile = max(multiple, -(-tile // multiple) * multiple)
     halo = -(-halo // multiple) * multiple
@@ -86,6 +89,11 @@ def predict_iter(network, data: np.ndarray, *, blind_spot: int, device, precisio
     """
     import torch
 
+    if data.ndim == 5:
+        if roi is not None:
+            raise ValueError("roi is 2-D only")
+        return (yield from _predict_volumes(network, data, blind_spot=blind_spot, device=device,
+                                            precision=precision, tile=tile, halo=halo))
     n, _c, h, w = data.shape
     tile, halo = tile_plan(network, blind_spot, tile, halo)
     ry0, ry1, rx0, rx1 = (0, h, 0, w) if roi is None else (int(v) for v in roi)
@@ -113,6 +121,38 @@ def predict_iter(network, data: np.ndarray, *, blind_spot: int, device, precisio
                     out[i, :, y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0] = pred[0, :, y0 - ya : y1 - ya, x0 - xa : x1 - xa]
                     done += 1
                     yield ProgressEvent("chunk", done, total, done / total)
+    return out
+
+
+def _predict_volumes(network, data: np.ndarray, *, blind_spot, device, precision, tile, halo):
+    """:func:`predict_iter` for ``(N, C, Z, Y, X)`` volumes and a 3-D network: cubic tiles of side
+    ``tile`` on the pooling grid, each with a ``halo`` in Z, Y and X that is cropped after the pass."""
+    import itertools
+
+    import torch
+
+    n = data.shape[0]
+    size = data.shape[2:]
+    tile, halo = tile_plan(network, blind_spot, tile, halo)
+    starts = list(itertools.product(*(tile_starts(s, tile) for s in size)))
+    out = None
+    total, done = n * len(starts), 0
+    network = network.to(device).eval()
+    with torch.no_grad(), autocast(device, precision):
+        for i in range(n):
+            for start in starts:
+                stop = [min(a + tile, s) for a, s in zip(start, size)]
+                lo = [max(0, a - halo) for a in start]
+                hi = [min(s, b + halo) for b, s in zip(stop, size)]
+                window = (i, slice(None)) + tuple(slice(a, b) for a, b in zip(lo, hi))
+                x = torch.from_numpy(np.ascontiguousarray(data[window])[None]).to(device)
+                pred = network(x, blind_spot).float().cpu().numpy()[0]
+                if out is None:
+                    out = np.empty((n, pred.shape[0]) + tuple(size), dtype=np.float32)
+                inner = (slice(None),) + tuple(slice(a - c, b - c) for a, b, c in zip(start, stop, lo))
+                out[(i, slice(None)) + tuple(slice(a, b) for a, b in zip(start, stop))] = pred[inner]
+                done += 1
+                yield ProgressEvent("chunk", done, total, done / total)
     return out
 
 

@@ -84,6 +84,10 @@ class Preview:
         from ..nn.outliers import RADIUS, repair
         from .inference import inference_layout, resolve_fusion, resolve_hot_pixels
 
+        from ..errors import InputError
+
+        if model.config.network.spatial_dims == 3:
+            raise InputError("the live preview is 2-D only in this version: a 3-D model denoises whole volumes")
         arr = check_image(image)
         layout, _ = inference_layout(arr, model, axes, 0)
         self.axes = _check_axes_2d(layout.axes, arr.shape)

@@ -200,6 +200,8 @@ def safety_check(arr: np.ndarray, model, *, axes=None, blind_spot=None, fusion="
 
     if not model.config.noise or "autocorrelation" not in model.config.noise:
         return SafetyReport(checked=False, reason="the model has no noise estimate of its training data")
+    if model.config.network.spatial_dims == 3:
+        return SafetyReport(checked=False, reason="a 3-D model (the safety check is 2-D only in this version)")
     layout, s, norm, data = model_input(arr, model, axes, blind_spot)
     acf, knots = noise_model(model, norm)
     h, w = layout.spatial_shape

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from ..config import NETWORK_PRESETS, check_unet_depth
+from ..config import NETWORK_PRESETS, check_unet_depth, format_blind_spot
 from ..engine.distill import default_teacher_blind_spots
 from ..engine.train import Trainer
 from ..registry import Method
@@ -20,6 +20,10 @@ NAME = "atbsn"
 
 
 def build_network(cfg):
+    if cfg.spatial_dims == 3:
+        from ..nn.atbsn3d import ATBSN3D
+
+        return ATBSN3D(cfg.in_channels, cfg.out_channels, width=cfg.width, depth=cfg.depth)
     from ..nn.atbsn import ATBSN
 
     return ATBSN(cfg.in_channels, cfg.out_channels, width=cfg.width, depth=cfg.depth)
@@ -35,6 +39,8 @@ def fusion(model, blind_spot: int, norm, mode):
     from ..nn.fusion import fusion_params
 
     cfg = model.config
+    if cfg.network.spatial_dims == 3:
+        return None, "a 3-D model (the noisy-input fusion is 2-D only in this version)"
     if blind_spot == 0:
         return None, "blind_spot=0 (the non-blind output already sees the noisy pixel)"
     if not cfg.noise:
@@ -50,7 +56,8 @@ def describe(model) -> str:
     if c.noise and c.noise.get("correlation_length", 1) != 0:
         curve = "its noise curve" if c.noise.get("noise_curve") else "its average noise level (no curve)"
         fused = f"; outputs fused with the noisy input against {curve} (fusion='auto')"
-    return f"blind spot: trained at {c.train_blind_spot}, inference default {c.inference_blind_spot}{fused}"
+    return (f"blind spot: trained at {format_blind_spot(c.train_blind_spot)}, inference default "
+            f"{format_blind_spot(c.inference_blind_spot)}{fused}")
 
 
 METHOD = Method(
@@ -70,5 +77,6 @@ METHOD = Method(
     fallbacks=lambda cfg: [(cfg.inference_blind_spot, False), (cfg.train_blind_spot, "auto"),
                            (cfg.train_blind_spot, False)],
     no_fusion_reason="",
+    spatial_dims=(2, 3),
     extras={"training": BlindSpotTraining(Trainer, atbsn_blind_spots, atbsn_loss)},
 )

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from .. import registry
 from ..axes import fold_channels, to_samples
-from ..config import (ModelConfig, NetworkConfig, blind_spot_side, blind_spot_sides, check_blind_spot,
-                      format_blind_spot, per_axis)
+from ..config import (NETWORK_PRESETS_3D, ModelConfig, NetworkConfig, blind_spot_side, blind_spot_sides,
+                      check_blind_spot, format_blind_spot, per_axis)
 from ..engine.inference import resolve_hot_pixels
 from ..defaults import (DEFAULT_BATCH_SIZE, DEFAULT_LEARNING_RATE, DEFAULT_PATCH_SIZE,
                         DEFAULT_VALIDATION_FRACTION)
@@ -91,8 +91,8 @@ def make_blindspot_trainer(
     device=None,
     network: str | dict = "auto",
     loss: str = "auto",
-    patch_size: int = DEFAULT_PATCH_SIZE,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    patch_size: int | None = None,
+    batch_size: int | None = None,
     learning_rate: float = DEFAULT_LEARNING_RATE,
     precision: str = "auto",
     channels: str | None = None,
@@ -100,17 +100,26 @@ def make_blindspot_trainer(
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
     hot_pixels="auto",
     noise=None,
+    spatial_dims=2,
+    patch_depth: int | None = None,
 ):
     """A trainer of ``method`` (``"atbsn"``, ``"dbsn"`` or ``"auto"``: chosen from the noise
     diagnostic) on ``image``; arguments as :func:`napari_bsdenoise.train`."""
     from ..device import resolve_device
     from ..nn.outliers import repair_samples
-    from ..noise import estimate_noise_correlation_samples
+    from ..noise import estimate_noise_correlation_samples, estimate_noise_correlation_volumes
 
     arr = check_image(image)
+    spatial_dims = resolve_spatial_dims(spatial_dims, arr, axes, method, model)
+    volumes = spatial_dims == 3
+    patch_size = patch_size or (DEFAULT_PATCH_SIZE_3D if volumes else DEFAULT_PATCH_SIZE)
+    batch_size = batch_size or (DEFAULT_BATCH_SIZE_3D if volumes else DEFAULT_BATCH_SIZE)
     steps = check_budget(steps, seconds, patch_size, batch_size, learning_rate)
-    layout = sample_layout(arr, axes, channels)
+    layout = sample_layout(arr, axes, channels, spatial_dims)
     check_trainable_size(layout)
+    if volumes and layout.n_slices < MIN_TRAIN_SLICES:
+        raise InputError(f"a 3-D network needs at least {MIN_TRAIN_SLICES} slices along Z to train on, this "
+                         f"volume has {layout.n_slices} (use spatial_dims=2)")
     h, w = layout.spatial_shape
     s_train = None
     if isinstance(blind_spot, str):
@@ -124,16 +133,28 @@ def make_blindspot_trainer(
     if inference_blind_spot is not None:
         check_blind_spot(inference_blind_spot, "inference_blind_spot")
     samples = to_samples(arr, layout)
-    if noise is None:  # (a caller that already ran the diagnostic on this image passes it)
+    z_noise = None
+    if volumes:
+        in_plane, z_noise = estimate_noise_correlation_volumes(samples)
+        noise = in_plane if noise is None else noise
+    elif noise is None:  # (a caller that already ran the diagnostic on this image passes it)
         noise = estimate_noise_correlation_samples(samples)
-    method, reason = choose_method(method, blind_spot, noise)
+    if volumes and method == "auto":
+        method, reason = "atbsn", "auto: a 3-D network (spatial_dims=3): AT-BSN, the method with a 3-D network"
+    else:
+        method, reason = choose_method(method, blind_spot, noise)
     spec = registry.get(method)
+    NetworkConfig(method=method, spatial_dims=spatial_dims).validate()  # a method without a 3-D network
     rules: BlindSpotTraining = spec.extras["training"]
     s_train, s_inf = rules.blind_spots(blind_spot, s_train, inference_blind_spot, noise)
-    sy, sx = blind_spot_sides(s_train)
-    if h <= 2 * sy or w <= 2 * sx:
-        raise InputError(f"the image ({h}x{w}) is too small for a training blind spot of "
-                         f"{format_blind_spot(s_train)} pixels")
+    if volumes:
+        s_train, s_inf = volume_blind_spots(blind_spot, s_train, s_inf, inference_blind_spot, z_noise)
+    elif isinstance(s_train, tuple) and len(s_train) == 3:
+        raise InputError(f"a (z, y, x) blind spot {s_train} needs a 3-D network (spatial_dims=3)")
+    *sz, sy, sx = blind_spot_sides(s_train, spatial_dims)
+    if h <= 2 * sy or w <= 2 * sx or (sz and layout.n_slices <= 2 * sz[0]):
+        raise InputError(f"the image ({'x'.join(map(str, (layout.n_slices,) * volumes + (h, w)))}) is too small "
+                         f"for a training blind spot of {format_blind_spot(s_train)} pixels")
 
     dev = resolve_device(device)
     if model is not None:
@@ -153,11 +174,12 @@ def make_blindspot_trainer(
         start = BlindSpotModel(config, copy.deepcopy(model.network))
     else:
         loss = rules.loss(loss, layout)
-        net_kwargs = network_fields(network, spec.presets, dev)
+        net_kwargs = network_fields(network, NETWORK_PRESETS_3D if volumes else spec.presets, dev)
         n_in = layout.n_channels if layout.channel_mode == "joint" else 1
         norm = normalization_of(samples)
         config = ModelConfig(
-            network=NetworkConfig(method=method, in_channels=n_in, out_channels=n_in, **net_kwargs),
+            network=NetworkConfig(method=method, in_channels=n_in, out_channels=n_in, spatial_dims=spatial_dims,
+                                  **net_kwargs),
             normalization=norm,
             channel_mode=layout.channel_mode,
             train_blind_spot=s_train,
@@ -176,6 +198,9 @@ def make_blindspot_trainer(
     config.noise = noise.to_dict()
     config.noise["summary"] = noise.summary()
     config.noise["recommended_method"] = recommended_method(noise)
+    if z_noise is not None:
+        config.noise["along_z"] = {"lag1": z_noise.lag1_y, "summary": z_noise.summary(),
+                                   "correlation_length": int(z_noise.correlation_lengths[0])}
     config.training = {"data_shape": list(arr.shape), "data_dtype": str(arr.dtype), "data_axes": layout.axes,
                        "method": method, "method_reason": reason}
     data_norm = match_normalization(norm, layout)
@@ -190,13 +215,64 @@ def make_blindspot_trainer(
         config.training["hot_pixels"] = {"mode": hot_pixels, "repaired": int(hot.sum())}
     # a patch must hold plenty of context around a large blind spot: with s=9 on
     # 32-px patches most of what a branch sees is padding and training fails
-    patch_size = max(patch_size, 8 * blind_spot_side(s_train))
+    patch_size = max(patch_size, 8 * max(sy, sx))
+    extra = {}
+    if volumes:  # patches as deep as 4 blind spots along Z, or the volume
+        extra["patch_depth"] = min(layout.n_slices, max(patch_depth or DEFAULT_PATCH_DEPTH, 4 * sz[0]))
     return rules.trainer(
         data,
         start,
         **loop_settings(steps, seconds, patch_size, batch_size, learning_rate, seed, dev, precision,
                         validation_fraction),
+        **extra,
     )
+
+
+#: Z slices from which ``spatial_dims="auto"`` trains a 3-D network (issue #15), and below which one cannot
+AUTO_3D_SLICES = 16
+MIN_TRAIN_SLICES = 8
+DEFAULT_PATCH_SIZE_3D, DEFAULT_PATCH_DEPTH, DEFAULT_BATCH_SIZE_3D = 32, 16, 4  # 16k voxels, 4 per step
+
+
+def resolve_spatial_dims(spatial_dims, arr, axes, method, model) -> int:
+    """2 or 3: a continued model keeps its own; ``"auto"`` is 3 for AT-BSN (or ``method="auto"``) on data
+    with a Z axis of at least :data:`AUTO_3D_SLICES` slices, else 2."""
+    if model is not None and isinstance(model, BlindSpotModel):
+        own = model.config.network.spatial_dims
+        if spatial_dims not in ("auto", own):
+            raise InputError(f"this model is {own}-D; it cannot be continued with spatial_dims={spatial_dims!r}")
+        return own
+    if spatial_dims == "auto":
+        try:
+            ax = sample_layout(arr, axes, None)
+        except InputError:
+            return 2
+        z = ax.n_slices if "Z" in ax.axes else 0
+        return 3 if (z >= AUTO_3D_SLICES and method in ("auto", "atbsn")) else 2
+    if spatial_dims not in (2, 3) or isinstance(spatial_dims, bool):
+        raise InputError(f"spatial_dims must be 2, 3 or 'auto', got {spatial_dims!r}")
+    return int(spatial_dims)
+
+
+def volume_blind_spots(blind_spot, s_train, s_inf, inference_blind_spot, z_noise):
+    """The ``(z, y, x)`` blind spots of a 3-D network: the in-plane sides of ``s_train``/``s_inf`` and, for
+    ``blind_spot="auto"``, Z sides from the diagnostic of the Z-Y planes (1 where Z was too short to
+    measure); a given cube or box is kept as it is."""
+    if not (isinstance(blind_spot, str) and blind_spot == "auto"):
+        s_train = check_blind_spot(blind_spot if isinstance(s_train, tuple) and len(s_train) == 3 else s_train)
+        z_train = blind_spot_sides(s_train, 3)[0]
+        z_inf = 1
+    elif z_noise is None:
+        z_train = z_inf = 1
+    else:
+        z_train = blind_spot_sides(z_noise.train_blind_spot)[0]
+        z_inf = blind_spot_sides(z_noise.inference_blind_spot)[0]
+    train = check_blind_spot((z_train,) + blind_spot_sides(s_train, 3)[1:])
+    if inference_blind_spot is not None:
+        return train, check_blind_spot(inference_blind_spot)
+    inf = blind_spot_sides(s_inf, 3)
+    z = inf[0] if isinstance(s_inf, tuple) and len(s_inf) == 3 else min(z_inf, z_train)
+    return train, check_blind_spot((z,) + inf[1:])
 
 
 def atbsn_blind_spots(blind_spot, s_train, inference_blind_spot, noise) -> tuple[int, int]:
@@ -206,7 +282,7 @@ def atbsn_blind_spots(blind_spot, s_train, inference_blind_spot, noise) -> tuple
         s_train, s_inf = noise.train_blind_spot, noise.inference_blind_spot
     else:
         s_inf = per_axis(min, noise.inference_blind_spot, s_train)
-    return s_train, (s_inf if inference_blind_spot is None else int(inference_blind_spot))
+    return s_train, (s_inf if inference_blind_spot is None else check_blind_spot(inference_blind_spot))
 
 
 def atbsn_loss(loss, layout) -> str:

@@ -35,7 +35,9 @@ confocal fluorescence): see ``recommend`` for the decision rule.
 
 from __future__ import annotations
 
-from .estimate import estimate_noise_correlation, estimate_noise_correlation_samples
+from .estimate import (estimate_noise_correlation, estimate_noise_correlation_samples,
+                       estimate_noise_correlation_volumes)
 from .result import NoiseCorrelation
 
-__all__ = ["NoiseCorrelation", "estimate_noise_correlation", "estimate_noise_correlation_samples"]
+__all__ = ["NoiseCorrelation", "estimate_noise_correlation", "estimate_noise_correlation_samples",
+           "estimate_noise_correlation_volumes"]

@@ -183,3 +183,23 @@ def estimate_noise_correlation(image, *, axes: str | None = None, max_lag: int =
         raise InputError("the image contains NaN or infinite values; replace them before estimating the noise")
     samples = to_samples(arr, layout)
     return estimate_noise_correlation_samples(samples, max_lag=max_lag)
+
+
+def estimate_noise_correlation_volumes(samples: np.ndarray, *, block: int = 16, seed: int = 0):
+    """``(in_plane, along_z)`` diagnostics of ``(N, C, Z, Y, X)`` volumes.
+
+    ``in_plane`` is :func:`estimate_noise_correlation_samples` of the Y-X slices.  ``along_z`` is the same
+    estimator on the Z-Y planes (Z in the place of Y), so its ``y`` lengths and blind spots are those of Z;
+    it is None when the volumes have fewer than ``block`` slices (too few to measure along Z).
+    """
+    samples = np.asarray(samples)
+    if samples.ndim != 5:
+        raise InputError(f"samples must be a 5-D (N, C, Z, Y, X) array, got shape {samples.shape}")
+    n, c, d, h, w = samples.shape
+    in_plane = estimate_noise_correlation_samples(samples.transpose(0, 2, 1, 3, 4).reshape(n * d, c, h, w),
+                                                  block=block, seed=seed)
+    if d < block:
+        return in_plane, None
+    zy = samples.transpose(0, 4, 1, 2, 3).reshape(n * w, c, d, h)
+    step = max(1, (n * w) // 64)  # 64 Z-Y planes are plenty and keep the cost of the 2-D estimate
+    return in_plane, estimate_noise_correlation_samples(np.ascontiguousarray(zy[::step]), block=block, seed=seed)

@@ -383,7 +383,7 @@ class DenoiseWidget(Panel):
                 "blind_spot": s, "axes": axes, "source_layer": layer.name, "output_file": out,
                 "fusion": api.resolve_fusion(model, s, model.config.normalization, fusion) is not None,
                 "hot_pixels": hot}
-        if hot != "keep" and model.config.noise and not api.is_lazy_input(data):  # cheap: no network
+        if hot != "keep" and api.repairs_outliers(model) and not api.is_lazy_input(data):  # cheap: no network
             meta["hot_pixels_repaired"] = int(api.find_hot_pixels(data, model, axes=axes).sum())
         common = dict(axes=axes, blind_spot=s, fusion=fusion, hot_pixels=hot)
         kwargs = output_layer_kwargs(layer, f"{layer.name}_denoised", meta)

@@ -24,7 +24,9 @@ from .session import SESSION
 
 BLIND_SPOTS = ("auto", "1", "3", "5", "7", "9", "1x9", "9x1")  # editable: any odd N or YxX
 AXES_TIP = ("Axes of the layer's data among T, Z, C, Y, X (RGB: ...YXC). Detected from the layer; edit to "
-            "override. T and Z slices are independent 2-D samples; C is joint for RGB, independent otherwise.")
+            "override. T and Z slices are independent 2-D samples (Z is a network axis with Dimensions 3D); C is "
+            "joint for RGB, independent otherwise.")
+DIMS = {"2D (Y-X slices)": 2, "3D (Z-Y-X volumes)": 3, "auto": "auto"}  # -> train(spatial_dims=)
 
 
 class TrainWidget(Panel):
@@ -75,11 +77,16 @@ class TrainWidget(Panel):
                                       "1x9 for noise correlated along x). 'auto' uses the noise diagnostic: 1 for "
                                       "pixel-independent noise, more for correlated noise, per axis where it differs.")
         self.blind_spot_combo.setEditable(True)
+        self.dims_combo = combo(tuple(DIMS), "2D trains a network on each Y-X slice; 3D a network on Z-Y-X volumes "
+                                "(it sees the neighbouring slices; a ZxYxX blind spot such as 1x3x3); auto: 3D "
+                                "with at least 16 Z slices. Needs a Z in the axes.")
+        self.axes_edit.textChanged.connect(self._update_dims)
         self.budget_row = BudgetRow()
         self.budget_kind, self.steps_spin, self.minutes_spin = (self.budget_row.kind, self.budget_row.steps,
                                                                 self.budget_row.minutes)
-        add_rows(form, (("Method", self.method_combo), ("Blind spot", self.blind_spot_combo),
-                        ("Budget", self.budget_row)))
+        add_rows(form, (("Method", self.method_combo), ("Dimensions", self.dims_combo),
+                        ("Blind spot", self.blind_spot_combo), ("Budget", self.budget_row)))
+        self._update_dims()
         root.addWidget(train)
 
         self.advanced, form = advanced_box("Unchecked: the defaults below are used")
@@ -231,12 +238,21 @@ class TrainWidget(Panel):
         bs = self.blind_spot_combo.currentText().strip().lower()
         kw: dict = {"axes": self.axes(), "blind_spot": "auto" if bs in ("auto", "") else api.parse_blind_spot(bs),
                     "method": self.method_combo.currentText()}
+        if self.dims_combo.isEnabled():
+            kw["spatial_dims"] = DIMS[self.dims_combo.currentText()]
         kw.update(self.budget())
         if self.advanced.isChecked():
             kw.update(network=self.network_combo.currentText(), loss=self.loss_combo.currentText(),
                       patch_size=self.patch_spin.value(), batch_size=self.batch_spin.value(),
                       learning_rate=self.lr_spin.value(), seed=self.seed_spin.value())
         return kw
+
+    def _update_dims(self, *_) -> None:
+        """The 2D/3D choice applies to axes with a Z only (shown with the axes)."""
+        has_z = "Z" in self.axes_edit.text().upper()
+        self.dims_combo.setEnabled(has_z)
+        if not has_z:
+            self.dims_combo.setCurrentText(next(iter(DIMS)))
 
     def budget(self) -> dict:
         return self.budget_row.budget()

@@ -46,6 +46,9 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
 
     if not isinstance(model, BlindSpotModel):
         raise InputError(f"model must be a BlindSpotModel (from train or load_model), got {type(model).__name__}")
+    if model.config.network.spatial_dims == 3:
+        raise InputError("a 3-D model denoises in-memory arrays only in this version (no lazy, zarr, TIFF or out= "
+                         "tiling yet): pass the volume as a numpy array, or use a 2-D model for larger-than-memory data")
     src = image if isinstance(image, Source) else open_input(image)
     x = src.array
     check_lazy(x)

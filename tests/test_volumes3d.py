@@ -1,0 +1,135 @@
+"""3-D networks through the API (#15): training on volumes, the blind box end to end, tiles, files, axes."""
+
+import numpy as np
+import pytest
+
+import napari_bsdenoise as bsd
+from napari_bsdenoise.errors import InputError
+from napari_bsdenoise.methods.blindspot import resolve_spatial_dims
+
+NET = {"width": 4, "depth": 1}
+
+
+def _volume(shape=(16, 40, 36), seed=0, z_kernel=None):
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.meshgrid(*(np.arange(n) for n in shape[-3:]), indexing="ij")
+    clean = 40 + 60 * (((zz - shape[-3] / 2) / 5) ** 2 + ((yy - 20) / 12) ** 2 + ((xx - 18) / 10) ** 2 < 1)
+    noise = rng.normal(0, 8, shape)
+    if z_kernel is not None:  # noise correlated along Z only (resampled, deskewed data)
+        noise = sum(np.roll(noise, k, axis=-3) for k in range(z_kernel)) / np.sqrt(z_kernel)
+    return (clean + noise).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model3d():
+    return bsd.train(_volume(), axes="ZYX", spatial_dims=3, network=NET, steps=2, seed=0)
+
+
+def test_a_volume_trains_a_3d_network(model3d):
+    cfg = model3d.config
+    assert cfg.network.spatial_dims == 3 and type(model3d.network).__name__ == "ATBSN3D"
+    assert cfg.training["patch_depth"] == 16 and "3-D" in model3d.summary()
+    assert cfg.noise["along_z"]["correlation_length"] == 0  # pixel-independent along Z too
+
+
+def test_denoise_hides_the_voxel_it_predicts(model3d):
+    """Changing one input voxel leaves its own output unchanged (blind spot 1, nothing fused with the noisy
+    input) but changes the outputs of neighbours in Z, Y and X: the blind spot is 3-D end to end."""
+    vol = _volume()
+    out = bsd.denoise(vol, model3d, axes="ZYX")
+    poked = vol.copy()
+    poked[8, 20, 18] += 500
+    out2 = bsd.denoise(poked, model3d, axes="ZYX")
+    assert out.shape == vol.shape and out.dtype == np.float32
+    assert abs(out2[8, 20, 18] - out[8, 20, 18]) < 1e-3
+    for nb in ((7, 20, 18), (9, 20, 18), (8, 19, 18), (8, 21, 18), (8, 20, 17), (8, 20, 19)):
+        assert abs(out2[nb] - out[nb]) > 1e-3, nb
+    # a 3x3x3 box hides the six neighbours too; a (1, 3, 3) box only the in-plane ones
+    box = bsd.denoise(poked, model3d, axes="ZYX", blind_spot=3) - bsd.denoise(vol, model3d, axes="ZYX", blind_spot=3)
+    assert np.abs(box[7:10, 19:22, 17:20]).max() < 1e-3
+    flat = bsd.denoise(poked, model3d, axes="ZYX", blind_spot=(1, 3, 3)) - bsd.denoise(vol, model3d, axes="ZYX",
+                                                                                      blind_spot=(1, 3, 3))
+    assert np.abs(flat[8, 19:22, 17:20]).max() < 1e-3 and abs(flat[7, 20, 18]) > 1e-3
+
+
+def test_tiled_3d_equals_untiled(model3d):
+    vol = _volume((16, 96, 40), seed=1)
+    whole = bsd.denoise(vol, model3d, axes="ZYX", tile_size=512)
+    tiled = bsd.denoise(vol, model3d, axes="ZYX", tile_size=8)  # 8-voxel cubes with a 22-voxel halo
+    np.testing.assert_allclose(tiled, whole, atol=1e-4)
+
+
+def test_model_file_round_trip(model3d, tmp_path):
+    path = tmp_path / "vol.safetensors"
+    model3d.save(path)
+    back = bsd.load_model(path)
+    assert back.config.network.spatial_dims == 3
+    vol = _volume(seed=2)
+    np.testing.assert_array_equal(bsd.denoise(vol, back, axes="ZYX"), bsd.denoise(vol, model3d, axes="ZYX"))
+
+
+def test_time_lapse_and_channels(model3d):
+    tz = np.stack([_volume(seed=3), _volume(seed=4)])
+    assert bsd.denoise(tz, model3d, axes="TZYX").shape == tz.shape
+    czyx = np.stack([_volume(seed=5), _volume(seed=6)])
+    m = bsd.train(czyx, axes="CZYX", spatial_dims=3, network=NET, steps=1)
+    assert m.config.channel_mode == "independent" and bsd.denoise(czyx, m, axes="CZYX").shape == czyx.shape
+
+
+def test_noise_correlated_along_z_gets_a_z_blind_spot():
+    m = bsd.train(_volume((32, 48, 48), z_kernel=3), axes="ZYX", spatial_dims=3, network=NET, steps=1)
+    z, y, x = m.config.train_blind_spot
+    assert z >= 3 and (y, x) == (1, 1), m.config.train_blind_spot
+    assert m.config.noise["along_z"]["lag1"] > 0.4
+
+
+@pytest.mark.parametrize("axes,shape,method,expected", [
+    ("ZYX", (16, 32, 32), "atbsn", 3), ("ZYX", (16, 32, 32), "auto", 3), ("ZYX", (12, 32, 32), "atbsn", 2),
+    ("ZYX", (16, 32, 32), "dbsn", 2), ("YX", (32, 32), "atbsn", 2), ("TYX", (20, 32, 32), "atbsn", 2)])
+def test_auto_spatial_dims(axes, shape, method, expected):
+    assert resolve_spatial_dims("auto", np.zeros(shape, np.float32), axes, method, None) == expected
+
+
+def test_clear_errors(model3d):
+    vol = _volume()
+    with pytest.raises(InputError, match="Z axis"):
+        bsd.train(vol[0], spatial_dims=3, network=NET, steps=1)
+    with pytest.raises(InputError, match="no 3-D network"):
+        bsd.train(vol, axes="ZYX", method="dbsn", spatial_dims=3, steps=1)
+    with pytest.raises(InputError, match="at least 8 slices"):
+        bsd.train(vol[:5], axes="ZYX", spatial_dims=3, network=NET, steps=1)
+    with pytest.raises(InputError, match="3-D network"):
+        bsd.train(vol[0], blind_spot=(1, 3, 3), network=NET, steps=1)
+    with pytest.raises(InputError, match="spatial_dims"):
+        bsd.train(vol, axes="ZYX", spatial_dims=4, steps=1)
+    with pytest.raises(InputError, match=r"\(z, y, x\)"):
+        bsd.denoise(vol, model3d, axes="ZYX", blind_spot=(1, 3))
+    with pytest.raises(InputError, match="Z axis"):
+        bsd.denoise(vol[0], model3d)
+    with pytest.raises(InputError, match="cannot be continued"):
+        bsd.train(vol, axes="ZYX", model=model3d, spatial_dims=2, steps=1)
+    with pytest.raises(InputError, match="2-D only"):
+        bsd.find_hot_pixels(vol, model3d, axes="ZYX")
+    assert not bsd.safety_check(vol, model3d, axes="ZYX").checked
+
+
+def test_lazy_input_is_refused_clearly(model3d):
+    import dask.array as da
+
+    with pytest.raises(InputError, match="in-memory arrays only"):
+        bsd.denoise(da.from_array(_volume()), model3d, axes="ZYX")
+
+
+def test_cli_trains_and_applies_a_3d_model(tmp_path, capsys):
+    import tifffile
+
+    from napari_bsdenoise.cli import main
+
+    tif, model, out = tmp_path / "stack.tif", tmp_path / "vol.safetensors", tmp_path / "den.tif"
+    tifffile.imwrite(tif, _volume().astype(np.uint16), imagej=True, metadata={"axes": "ZYX"})
+    assert main(["train", str(tif), "-o", str(model), "--spatial-dims", "3", "--steps", "1",
+                 "--blind-spot", "1x3x3", "-q"]) == 0
+    m = bsd.load_model(model)
+    assert m.config.network.spatial_dims == 3 and m.config.train_blind_spot == (1, 3, 3)
+    assert main(["denoise", str(model), str(tif), "-o", str(out), "--blind-spot", "1x1x1", "-q"]) == 0
+    assert tifffile.imread(out).shape == (16, 40, 36)
