@@ -199,8 +199,7 @@ def make_blindspot_trainer(
     config.noise["summary"] = noise.summary()
     config.noise["recommended_method"] = recommended_method(noise)
     if z_noise is not None:
-        config.noise["along_z"] = {"lag1": z_noise.lag1_y, "summary": z_noise.summary(),
-                                   "correlation_length": int(z_noise.correlation_lengths[0])}
+        config.noise["along_z"] = z_noise.to_dict()
     config.training = {"data_shape": list(arr.shape), "data_dtype": str(arr.dtype), "data_axes": layout.axes,
                        "method": method, "method_reason": reason}
     data_norm = match_normalization(norm, layout)
@@ -256,17 +255,14 @@ def resolve_spatial_dims(spatial_dims, arr, axes, method, model) -> int:
 
 def volume_blind_spots(blind_spot, s_train, s_inf, inference_blind_spot, z_noise):
     """The ``(z, y, x)`` blind spots of a 3-D network: the in-plane sides of ``s_train``/``s_inf`` and, for
-    ``blind_spot="auto"``, Z sides from the diagnostic of the Z-Y planes (1 where Z was too short to
-    measure); a given cube or box is kept as it is."""
+    ``blind_spot="auto"``, Z sides from the noise correlation between slices
+    (:func:`~napari_bsdenoise.noise.estimate.z_noise_correlation`); a given cube or box is kept as it is."""
     if not (isinstance(blind_spot, str) and blind_spot == "auto"):
         s_train = check_blind_spot(blind_spot if isinstance(s_train, tuple) and len(s_train) == 3 else s_train)
         z_train = blind_spot_sides(s_train, 3)[0]
         z_inf = 1
-    elif z_noise is None:
-        z_train = z_inf = 1
     else:
-        z_train = blind_spot_sides(z_noise.train_blind_spot)[0]
-        z_inf = blind_spot_sides(z_noise.inference_blind_spot)[0]
+        z_train, z_inf = z_noise.train_side, z_noise.inference_side
     train = check_blind_spot((z_train,) + blind_spot_sides(s_train, 3)[1:])
     if inference_blind_spot is not None:
         return train, check_blind_spot(inference_blind_spot)
