@@ -30,6 +30,13 @@ def test_a_volume_trains_a_3d_network(model3d):
     assert cfg.network.spatial_dims == 3 and type(model3d.network).__name__ == "ATBSN3D"
     assert cfg.training["patch_depth"] == 16 and "3-D" in model3d.summary()
     assert cfg.noise["along_z"]["correlation_length"] == 0  # pixel-independent along Z too
+    # the summary claims no fusion with the noisy input, which 3-D models skip, even for correlated noise
+    import copy
+
+    correlated = copy.deepcopy(model3d)
+    correlated.config.noise["correlation_length"] = 2
+    assert "fused" not in correlated.summary()
+    assert bsd.api.resolve_fusion(correlated, 1, cfg.normalization, "auto") is None
 
 
 def test_denoise_hides_the_voxel_it_predicts(model3d):

@@ -53,7 +53,7 @@ def fusion(model, blind_spot: int, norm, mode):
 def describe(model) -> str:
     c = model.config
     fused = ""
-    if c.noise and c.noise.get("correlation_length", 1) != 0:
+    if c.noise and c.noise.get("correlation_length", 1) != 0 and c.network.spatial_dims == 2:  # as fusion()
         curve = "its noise curve" if c.noise.get("noise_curve") else "its average noise level (no curve)"
         fused = f"; outputs fused with the noisy input against {curve} (fusion='auto')"
     return (f"blind spot: trained at {format_blind_spot(c.train_blind_spot)}, inference default "
