@@ -6,6 +6,7 @@ the safetensors header and printed by ``napari-bsdenoise info``.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import asdict, dataclass, field, fields
 
@@ -202,10 +203,7 @@ def blind_spot_side(value) -> int:
 def blind_spot_sort_key(value) -> tuple[int, int, int]:
     """Orders blind spots by their larger side, then area (``sorted(spots, key=blind_spot_sort_key)``)."""
     sides = blind_spot_sides(value)
-    area = 1
-    for v in sides:
-        area *= v
-    return max(sides), area, sides[-2]
+    return max(sides), math.prod(sides), sides[-2]
 
 
 def format_blind_spot(value) -> str:

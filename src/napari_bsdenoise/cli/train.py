@@ -28,8 +28,6 @@ def run(args) -> int:
 
     out = check_output(model_output_path(args.output), Path(args.image))
     img = read_input(args.image, args.axes)
-    dims = args.spatial_dims
-    args.spatial_dims = int(dims) if dims in ("2", "3") else dims
     kwargs = {k: v for k, v in {
         "steps": args.steps, "seconds": args.seconds, "inference_blind_spot": args.inference_blind_spot,
         "network": args.network, "loss": args.loss, "seed": args.seed, "device": args.device,
@@ -84,7 +82,8 @@ def add_parser(sub) -> None:
     t.add_argument("--seed", type=int_arg, help="random seed (default 0)")
     t.add_argument("--device", help=DEVICE_HELP)
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"])
-    t.add_argument("--spatial-dims", choices=["auto", "2", "3"], type=str.lower,
+    t.add_argument("--spatial-dims", choices=["auto", 2, 3], type=lambda v: "auto" if v.lower() == "auto" else int_arg(v),
+                   metavar="{auto,2,3}",
                    help="2: a 2-D network on each Y-X slice (default); 3: a 3-D network on Z-Y-X volumes "
                    "(blind spot as ZxYxX, e.g. 1x3x3); auto: 3 with at least 16 Z slices")
     t.add_argument("--channels", choices=["joint", "independent"],

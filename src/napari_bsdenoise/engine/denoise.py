@@ -51,14 +51,13 @@ def hot_pixel_mask(arr: np.ndarray, model, *, axes: str | None = None) -> np.nda
     """Boolean mask (``arr``'s shape) of the outliers that ``hot_pixels="auto"`` repairs."""
     from ..errors import InputError
     from ..nn.outliers import repair_samples
-    from .inference import resolve_hot_pixels
+    from .inference import no_outlier_repair, resolve_hot_pixels
 
-    if model.config.network.spatial_dims == 3:
-        raise InputError("a 3-D model repairs no hot pixels in this version (hot-pixel repair is 2-D only)")
+    why_not = no_outlier_repair(model)
+    if why_not is not None:
+        raise InputError(why_not)
     layout, _, norm, data = model_input(arr, model, axes)
     params = resolve_hot_pixels(model, norm, "auto")
-    if params is None:
-        raise InputError("this model has no noise estimate of its training data to find outliers against")
     independent = model.config.channel_mode == "independent"
     _, mask = repair_samples(data, params)
     mask = mask.astype(np.float32)

@@ -87,26 +87,32 @@ def resolve_hot_pixels(model, norm: Normalization, hot_pixels):
         raise InputError(f"hot_pixels must be one of {HOT_PIXELS}, got {hot_pixels!r}")
     if hot_pixels == "keep":
         return None
-    cfg = model.config
-    if cfg.network.spatial_dims == 3:
+    why_not = no_outlier_repair(model)
+    if why_not is not None:
         if hot_pixels == "remove":
-            raise InputError("hot_pixels='remove' is 2-D only in this version (a 3-D model keeps outliers)")
-        return None
-    if not cfg.noise or "autocorrelation" not in cfg.noise:
-        if hot_pixels == "remove":
-            raise InputError("hot_pixels='remove' needs a model with a noise estimate of its training data "
-                             "(train it again, or use hot_pixels='keep')")
+            raise InputError(f"hot_pixels='remove' cannot be used: {why_not} (use hot_pixels='keep')")
         return None
     from ..nn.outliers import outlier_params
 
+    cfg = model.config
     return outlier_params(cfg.noise, norm.mean, norm.std, cfg.network.in_channels)
+
+
+def no_outlier_repair(model) -> str | None:
+    """Why ``model`` repairs no outliers (hot pixels), or None when it does: the one rule behind
+    :func:`resolve_hot_pixels`, :func:`repairs_outliers` and :func:`napari_bsdenoise.find_hot_pixels`."""
+    cfg = model.config
+    if cfg.network.spatial_dims == 3:
+        return "a 3-D model repairs no hot pixels in this version (hot-pixel repair is 2-D only)"
+    if not cfg.noise or "autocorrelation" not in cfg.noise:
+        return "this model has no noise estimate of its training data to find outliers against (train it again)"
+    return None
 
 
 def repairs_outliers(model) -> bool:
     """Whether ``hot_pixels="auto"`` repairs outliers with ``model`` (a 2-D model with a noise estimate of its
     training data), so that counting them (:func:`napari_bsdenoise.find_hot_pixels`) means something."""
-    cfg = model.config
-    return bool(cfg.noise) and "autocorrelation" in cfg.noise and cfg.network.spatial_dims == 2
+    return no_outlier_repair(model) is None
 
 
 def wrap_network(network, fusion_params=None, outlier_params=None):

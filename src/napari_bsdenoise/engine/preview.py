@@ -82,9 +82,8 @@ class Preview:
         from ..inputs import check_image, match_normalization, normalize
         from ..nn.fusion import DEFAULT_WINDOW
         from ..nn.outliers import RADIUS, repair
-        from .inference import inference_layout, resolve_fusion, resolve_hot_pixels
-
         from ..errors import InputError
+        from .inference import inference_layout, resolve_fusion, resolve_hot_pixels
 
         if model.config.network.spatial_dims == 3:
             raise InputError("the live preview is 2-D only in this version: a 3-D model denoises whole volumes")

@@ -61,8 +61,7 @@ class Trainer:
         self.seed = seed
         self.val_interval = val_interval
         torch.manual_seed(seed)
-        self.sampler = PatchSampler(data, patch_size, val_fraction=val_fraction, seed=seed,
-                                    patch_depth=patch_depth if data.ndim == 5 else 1)
+        self.sampler = PatchSampler(data, patch_size, val_fraction=val_fraction, seed=seed, patch_depth=patch_depth)
         self.net = copy.deepcopy(model.network).to(device)
         # channels-last convolutions are faster on the CPU (measured 1.3x for the 3-D network too)
         self.memory_format = torch.channels_last_3d if data.ndim == 5 else torch.channels_last

@@ -108,6 +108,7 @@ def make_blindspot_trainer(
     from ..device import resolve_device
     from ..nn.outliers import repair_samples
     from ..noise import estimate_noise_correlation_samples, estimate_noise_correlation_volumes
+    from ..noise.estimate import z_noise_correlation
 
     arr = check_image(image)
     spatial_dims = resolve_spatial_dims(spatial_dims, arr, axes, method, model)
@@ -134,9 +135,10 @@ def make_blindspot_trainer(
         check_blind_spot(inference_blind_spot, "inference_blind_spot")
     samples = to_samples(arr, layout)
     z_noise = None
-    if volumes:
-        in_plane, z_noise = estimate_noise_correlation_volumes(samples)
-        noise = in_plane if noise is None else noise
+    if volumes and noise is None:
+        noise, z_noise = estimate_noise_correlation_volumes(samples)
+    elif volumes:  # the caller's diagnostic of this image is the in-plane one
+        z_noise = z_noise_correlation(samples)
     elif noise is None:  # (a caller that already ran the diagnostic on this image passes it)
         noise = estimate_noise_correlation_samples(samples)
     if volumes and method == "auto":
@@ -257,12 +259,10 @@ def volume_blind_spots(blind_spot, s_train, s_inf, inference_blind_spot, z_noise
     """The ``(z, y, x)`` blind spots of a 3-D network: the in-plane sides of ``s_train``/``s_inf`` and, for
     ``blind_spot="auto"``, Z sides from the noise correlation between slices
     (:func:`~napari_bsdenoise.noise.estimate.z_noise_correlation`); a given cube or box is kept as it is."""
-    if not (isinstance(blind_spot, str) and blind_spot == "auto"):
-        s_train = check_blind_spot(blind_spot if isinstance(s_train, tuple) and len(s_train) == 3 else s_train)
-        z_train = blind_spot_sides(s_train, 3)[0]
-        z_inf = 1
-    else:
+    if isinstance(blind_spot, str):  # "auto" (the caller refused any other string)
         z_train, z_inf = z_noise.train_side, z_noise.inference_side
+    else:  # the given blind spot (``s_train``, checked) keeps its Z side
+        z_train, z_inf = blind_spot_sides(s_train, 3)[0], 1
     train = check_blind_spot((z_train,) + blind_spot_sides(s_train, 3)[1:])
     if inference_blind_spot is not None:
         return train, check_blind_spot(inference_blind_spot)
