@@ -89,6 +89,8 @@ def predict_iter(network, data: np.ndarray, *, blind_spot: int, device, precisio
     """
     import torch
 
+    from ..nn.fast_unet import inference_form
+
     if data.ndim == 5:
         if roi is not None:
             raise ValueError("roi is 2-D only")
@@ -106,7 +108,7 @@ def predict_iter(network, data: np.ndarray, *, blind_spot: int, device, precisio
     out = None
     total = n * len(ys) * len(xs)
     done = 0
-    network = network.to(device).eval()
+    network = inference_form(network.to(device).eval(), precision, device)
     with torch.no_grad(), autocast(device, precision):
         for i in range(n):
             for y0 in ys:

@@ -129,8 +129,10 @@ class Preview:
         self._features = None
         self._output = None  # a student's output on the crop (its only blind spot is 0)
         if getattr(model, "is_student", False):
-            with torch.no_grad():
-                self._output = self.network.to(self.device)(self._x, 0)
+            from ..nn.fast_unet import inference_form
+
+            with torch.no_grad():  # the form denoise runs, so the preview shows denoise's numbers
+                self._output = inference_form(self.network.to(self.device), "fp32", self.device)(self._x, 0)
         elif hasattr(self.network, "features") and hasattr(self.network, "head"):
             with torch.no_grad():
                 self.network.to(self.device)
