@@ -108,7 +108,7 @@ def predict_iter(network, data: np.ndarray, *, blind_spot: int, device, precisio
     out = None
     total = n * len(ys) * len(xs)
     done = 0
-    network = inference_form(network.to(device).eval(), precision, device)
+    network = inference_form(network.to(device).eval(), precision)
     with torch.no_grad(), autocast(device, precision):
         for i in range(n):
             for y0 in ys:

@@ -132,7 +132,7 @@ class Preview:
             from ..nn.fast_unet import inference_form
 
             with torch.no_grad():  # the form denoise runs, so the preview shows denoise's numbers
-                self._output = inference_form(self.network.to(self.device), "fp32", self.device)(self._x, 0)
+                self._output = inference_form(self.network.to(self.device), "fp32")(self._x, 0)
         elif hasattr(self.network, "features") and hasattr(self.network, "head"):
             with torch.no_grad():
                 self.network.to(self.device)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .shifted import NEGATIVE_SLOPE
+from .student import StudentUNet, pad_to_multiple, receptive_radius
 
 
 def _conv(src: nn.Conv2d, lo: int = 0, hi: int | None = None, *, bias: bool = True) -> nn.Conv2d:
@@ -59,14 +60,13 @@ class FastStudentUNet(nn.Module):
         self.depth = unet.depth
         self.dtype = dtype
         self.channels_last = channels_last
-        self._radius = student.receptive_radius
-        width = unet.enc0[0].out_channels
         self.enc0 = _conv(unet.enc0[0])
         self.enc = nn.ModuleList(_conv(block[0]) for block in unet.enc)
         self.bottom = _conv(unet.bottom[0])
         self.dec_up, self.dec_skip, self.dec_second = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for level, block in enumerate(unet.dec):
-            n_up = width if level == 0 else 2 * width  # as ShiftUNet: the deepest block upsamples the bottleneck
+            # the channels upsampled into this block: the bottleneck's, then the previous block's output
+            n_up = (unet.bottom[0] if level == 0 else unet.dec[level - 1][2]).out_channels
             self.dec_up.append(_conv(block[0], 0, n_up))
             self.dec_skip.append(_conv(block[0], n_up, None, bias=False))
             self.dec_second.append(_conv(block[2]))
@@ -84,7 +84,7 @@ class FastStudentUNet(nn.Module):
         return 2**self.depth
 
     def receptive_radius(self, blind_spot: int = 0) -> int:
-        return self._radius(blind_spot)
+        return receptive_radius(self.depth)
 
     def _unet(self, x: torch.Tensor) -> torch.Tensor:
         def act(t):
@@ -105,10 +105,7 @@ class FastStudentUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, blind_spot: int = 0) -> torch.Tensor:
         h, w = x.shape[-2:]
-        m = self.multiple
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:  # as StudentUNet.forward
-            x = F.pad(x, (0, pw, 0, ph), mode="reflect" if (ph < h and pw < w) else "replicate")
+        x = pad_to_multiple(x, self.multiple)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(x.device.type, enabled=False):  # the dtype is this module's own, not autocast's
@@ -117,19 +114,18 @@ class FastStudentUNet(nn.Module):
         return out[:, :, :h, :w].contiguous()
 
 
-def inference_form(network: nn.Module, precision: str = "fp32", device=None) -> nn.Module:
+def inference_form(network: nn.Module, precision: str = "fp32") -> nn.Module:
     """``network`` as it should run for inference: a student becomes a :class:`FastStudentUNet` (in bf16
     for ``precision="bf16"``), a fusion or outlier wrapper gets the inference form of the network it wraps,
-    and anything else is returned as it is."""
+    and anything else is returned as it is.  The form is built on the device ``network`` is on."""
     from .fusion import FusedNetwork
     from .outliers import OutlierGuard
-    from .student import StudentUNet
 
     if isinstance(network, (FusedNetwork, OutlierGuard)):
-        return type(network)(inference_form(network.network, precision, device), network.params)
+        return type(network)(inference_form(network.network, precision), network.params)
     if isinstance(network, StudentUNet):
-        dev = torch.device("cpu") if device is None else torch.device(device)
+        device = network.out.weight.device
         fast = FastStudentUNet(network, dtype=torch.bfloat16 if precision == "bf16" else torch.float32,
-                               channels_last=dev.type != "mps")
-        return fast.to(network.out.weight.device)
+                               channels_last=device.type != "mps")
+        return fast.to(device)
     return network

@@ -43,26 +43,35 @@ class StudentUNet(nn.Module):
     def forward(self, x: torch.Tensor, blind_spot: int = 0) -> torch.Tensor:
         # ``blind_spot`` is accepted for a uniform calling convention with ATBSN; a student is non-blind.
         h, w = x.shape[-2:]
-        m = self.multiple
-        ph, pw = (-h) % m, (-w) % m
-        if ph or pw:
-            # padding in the image frame (bottom/right) keeps tiles on the untiled pooling grid;
-            # reflection (a non-blind network may see any pixel) avoids a dark border
-            mode = "reflect" if (ph < h and pw < w) else "replicate"
-            x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        return self.out(self.unet(x))[:, :, :h, :w]
+        return self.out(self.unet(pad_to_multiple(x, self.multiple)))[:, :, :h, :w]
 
     def receptive_radius(self, blind_spot: int = 0) -> int:
         """Chebyshev radius beyond which input pixels cannot influence an output pixel: ``5 * 2**depth - 3``
         (one pixel per centred 3x3 convolution at its scale: enc0, then a convolution and a 2x2 pooling
         per level, the bottleneck, two convolutions per decoder level; probe-tested).
         """
-        return 5 * self.multiple - 3
+        return receptive_radius(self.unet.depth)
 
     def warm_start(self, teacher: nn.Module) -> int:
         """Copy the teacher's UNet weights where shapes match, except the last decoder block
         (as the AT-BSN code does); returns the number of tensors copied."""
         return load_matching(self.unet, teacher.unet.state_dict(), skip=f"dec.{self.unet.depth - 1}.")
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``x`` padded at the bottom and right to sides that are multiples of ``multiple``: in the image frame,
+    so tiles stay on the untiled pooling grid; by reflection (a non-blind network may see any pixel),
+    which avoids a dark border."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if not (ph or pw):
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="reflect" if (ph < h and pw < w) else "replicate")
+
+
+def receptive_radius(depth: int) -> int:
+    """The student UNet's exact receptive radius, ``5 * 2**depth - 3`` (:meth:`StudentUNet.receptive_radius`)."""
+    return 5 * 2**depth - 3
 
 
 def load_matching(module: nn.Module, state: dict, *, skip: str | None = None) -> int:
