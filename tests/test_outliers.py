@@ -9,7 +9,7 @@ import torch
 
 import napari_bsdenoise as bsd
 from napari_bsdenoise.errors import InputError
-from napari_bsdenoise.nn.outliers import OutlierParams, find_outliers, repair
+from napari_bsdenoise.nn.outliers import OutlierParams, find_outliers, repair, ring_median
 
 SIGMA = 4.0
 HOT = [(20, 30), (70, 81)]  # single hot pixels
@@ -22,6 +22,21 @@ def _params():
 
 def _unit_noise(rng, shape=(128, 128)):
     return torch.from_numpy(rng.normal(0, 1, (1, 1) + shape).astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 37, 53), (2, 3, 6, 5), (1, 1, 1, 4)])
+def test_ring_median_sorting_network_equals_a_sort(rng, shape):
+    x = torch.from_numpy(rng.normal(0, 1, shape).astype(np.float32))
+    x[..., ::3, ::2] = 0.5  # ties
+    n, c, h, w = shape
+    ring = [i for i in range(25) if not (1 <= i // 5 <= 3 and 1 <= i % 5 <= 3)]
+    xp = torch.nn.functional.pad(x.reshape(n * c, 1, h, w), (2, 2, 2, 2), mode="replicate")
+    values = torch.nn.functional.unfold(xp, 5)[:, ring].sort(dim=1).values
+    mid = values[:, 7:9].mean(dim=1)
+    spread = torch.maximum(values[:, -1] - mid, mid - values[:, 0])
+    got_mid, got_spread = ring_median(x)
+    assert torch.allclose(got_mid, mid.reshape(shape), atol=1e-6)
+    assert torch.allclose(got_spread, spread.reshape(shape), atol=1e-6)
 
 
 def test_isolated_outliers_and_2x2_clusters_are_found(rng):

@@ -274,3 +274,25 @@ def test_per_axis_blind_spot_and_safety_check(make_napari_viewer, qtbot):
     # unticking gives a square again, and the preview renders rectangles
     w.axis_check.setChecked(False)
     assert isinstance(w.blind_spot(), int) and w.slider_x.isHidden()
+
+
+def test_fast_bf16_inference_checkbox(make_napari_viewer, qtbot, teacher):
+    data = _noisy((64, 64))
+    student = bsd.distill(data, teacher, student="tiny", steps=1, patch_size=32, batch_size=2)
+    viewer = make_napari_viewer()
+    viewer.add_image(data, name="in")
+    SESSION.add("s", student)
+    w = _dock(viewer, "Denoise")
+    w.check_box.setChecked(False)
+    assert not w.bf16_check.isChecked()
+    for checked, precision in ((False, "fp32"), (True, "bf16")):
+        w.bf16_check.setChecked(checked)
+        w.denoise_button.click()
+        qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+        out = viewer.layers["in_denoised"]
+        assert out.metadata["napari_bsdenoise"]["precision"] == ("bf16" if checked else "auto")
+        np.testing.assert_allclose(out.data, bsd.denoise(data, student, precision=precision, check=False), atol=1e-5)
+    # bf16 rounds the network's activations: a different (close) result, not the fp32 one
+    fp32 = bsd.denoise(data, student, precision="fp32", check=False)
+    assert not np.array_equal(out.data, fp32)
+    assert np.abs(out.data - fp32).max() < 0.05 * data.std()

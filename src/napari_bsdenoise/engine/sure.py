@@ -140,6 +140,7 @@ def estimate_risk(net, data: np.ndarray, *, blind_spot, acf, knots, device, crop
     """
     import torch
 
+    from ..nn.fast_unet import inference_form
     from ..nn.fusion import noise_variance
 
     rng = np.random.default_rng(seed)
@@ -157,7 +158,7 @@ def estimate_risk(net, data: np.ndarray, *, blind_spot, acf, knots, device, crop
     products = np.zeros((c, c))
     residual = trace = noise = flat_residual = flat_noise = 0.0
     count = 0
-    net = net.to(device).eval()
+    net = inference_form(net.to(device).eval(), "fp32")  # the form denoise runs (a student: nn.fast_unet)
     with torch.no_grad():
         for i, y0, x0 in windows:
             y = torch.from_numpy(np.ascontiguousarray(data[i: i + 1, :, y0: y0 + side_y, x0: x0 + side_x],
