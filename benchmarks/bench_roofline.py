@@ -98,8 +98,8 @@ def networks():
     tiny, small = StudentUNet(1, 1, width=16, depth=3).eval(), StudentUNet(1, 1, width=32, depth=4).eval()
     return {"teacher_tiny": (trained_form(ATBSN(1, 1, width=16, depth=3)), (3,), "fp32"),
             "teacher_small": (trained_form(ATBSN(1, 1, width=32, depth=4)), (3,), "fp32"),
-            "student_tiny": (trained_form(StudentUNet(1, 1, width=16, depth=3)), (0,), "fp32"),
-            "student_small": (trained_form(StudentUNet(1, 1, width=32, depth=4)), (0,), "fp32"),
+            "student_tiny": (trained_form(tiny), (0,), "fp32"),
+            "student_small": (trained_form(small), (0,), "fp32"),
             "student_tiny_fast": (inference_form(tiny, "fp32"), (0,), "fp32"),
             "student_small_fast": (inference_form(small, "fp32"), (0,), "fp32"),
             "student_tiny_fast_bf16": (inference_form(tiny, "bf16"), (0,), "bf16"),

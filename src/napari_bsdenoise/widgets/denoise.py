@@ -145,8 +145,8 @@ class DenoiseWidget(Panel):
         col.addLayout(row)
         self.bf16_check = check_box(
             "Fast inference (bf16)", False,
-            "Run the network in bfloat16 (its output layer and the fusion stay fp32): measured 1.4-1.9x faster for a "
-            "distilled student on a CPU with AVX512-BF16, within 0.01 dB of fp32 on the benchmark images "
+            "Run the network in bfloat16 (its output layer and the fusion stay fp32): measured 1.3-1.9x faster for a "
+            "distilled student on a CPU with AVX512-BF16, within 0.014 dB of fp32 on the benchmark images "
             "(docs/speed.md). Off: fp32 on the CPU (bf16 on a GPU that has it). The preview stays fp32.")
         col.addWidget(self.bf16_check)
         self.denoise_button = button("Denoise layer", self.denoise_layer,
