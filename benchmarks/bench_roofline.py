@@ -6,12 +6,12 @@
 In one run: the machine's fp32 and bf16 matmul GFLOP/s (torch, the best of 512, 1024 and 2048 square
 matrices: the limit), then for each
 network (AT-BSN teacher tiny and small at blind spot 3, the tiny and small students as they train, and
-the students' inference form ``nn.fast_unet`` that ``denoise`` runs, in fp32 and bf16) the FLOPs per
+the inference forms that ``denoise`` runs, ``nn.fast_unet`` and ``nn.fast_atbsn``, in fp32 and bf16) the FLOPs per
 pixel counted from the convolutions (2 x multiply-adds; pooling, activations and upsampling not
 counted) and the achieved GFLOP/s of one inference pass on 512x512 and 2048x2048 inputs
 (``torch.no_grad``, channels_last, the best of ``--repeats``), with the ratio to the same-dtype matmul
-limit.  ``layer`` rows: the same per convolution layer of the tiny teacher and of the tiny student's
-inference form on 512x512 (time from forward hooks), which shows what bounds them.  ``--networks``
+limit.  ``layer`` rows: the same per convolution layer of the tiny teacher, its inference form and the tiny
+student's inference form on 512x512 (time from forward hooks), which shows what bounds them.  ``--networks``
 measures a subset (e.g. only the students' inference form).
 """
 
@@ -96,8 +96,13 @@ def networks():
         return net.eval().to(memory_format=torch.channels_last)
 
     tiny, small = StudentUNet(1, 1, width=16, depth=3).eval(), StudentUNet(1, 1, width=32, depth=4).eval()
-    return {"teacher_tiny": (trained_form(ATBSN(1, 1, width=16, depth=3)), (3,), "fp32"),
-            "teacher_small": (trained_form(ATBSN(1, 1, width=32, depth=4)), (3,), "fp32"),
+    t_tiny, t_small = ATBSN(1, 1, width=16, depth=3).eval(), ATBSN(1, 1, width=32, depth=4).eval()
+    return {"teacher_tiny": (trained_form(t_tiny), (3,), "fp32"),
+            "teacher_small": (trained_form(t_small), (3,), "fp32"),
+            "teacher_tiny_fast": (inference_form(t_tiny, "fp32"), (3,), "fp32"),
+            "teacher_small_fast": (inference_form(t_small, "fp32"), (3,), "fp32"),
+            "teacher_tiny_fast_bf16": (inference_form(t_tiny, "bf16"), (3,), "bf16"),
+            "teacher_small_fast_bf16": (inference_form(t_small, "bf16"), (3,), "bf16"),
             "student_tiny": (trained_form(tiny), (0,), "fp32"),
             "student_small": (trained_form(small), (0,), "fp32"),
             "student_tiny_fast": (inference_form(tiny, "fp32"), (0,), "fp32"),
@@ -106,7 +111,11 @@ def networks():
             "student_small_fast_bf16": (inference_form(small, "bf16"), (0,), "bf16")}
 
 
-LAYER_NETWORKS = ("teacher_tiny", "student_tiny_fast")
+LAYER_NETWORKS = ("teacher_tiny", "teacher_tiny_fast", "student_tiny_fast")
+#: The teacher's inference form computes two extra rows per convolution (cut off after it, nn/fast_atbsn.py):
+#: its useful FLOPs are the trained form's, so a pass's GFLOP/s is counted from that.
+FLOP_REFERENCE = {"teacher_tiny_fast": "teacher_tiny", "teacher_small_fast": "teacher_small",
+                  "teacher_tiny_fast_bf16": "teacher_tiny", "teacher_small_fast_bf16": "teacher_small"}
 
 
 def layer_rows(threads: int, name: str, net, call, limit: dict) -> list[dict]:
@@ -116,7 +125,9 @@ def layer_rows(threads: int, name: str, net, call, limit: dict) -> list[dict]:
 
     x = torch.randn(1, 1, 512, 512).contiguous(memory_format=torch.channels_last)
     _, per_layer = conv_flops(net, x, *call)
-    flops_of = {id(m): f for m, f in per_layer}
+    flops_of: dict = {}
+    for m, f in per_layer:  # summed: the teacher's inference form calls each layer once per rotation
+        flops_of[id(m)] = flops_of.get(id(m), 0) + f
     spent: dict = {}
 
     def pre(mod, inp):
@@ -162,14 +173,16 @@ def run(args) -> None:
             limit[name] = matmul_limit(dtype, args.repeats)
             append_rows(args.out, FIELDS, [{"threads": threads, "kind": "matmul", "name": "matmul (best of 512-2048)", "size": "",
                                             "dtype": name, "gflops": round(limit[name], 2)}])
-        nets = {k: v for k, v in networks().items() if args.networks is None or k in args.networks}
+        every = networks()
+        nets = {k: v for k, v in every.items() if args.networks is None or k in args.networks}
         for size in args.sizes:
             for name, (net, call, dtype) in nets.items():
                 x = torch.randn(1, 1, size, size).contiguous(memory_format=torch.channels_last)
                 # convolution FLOPs scale with the pixels (sizes are multiples of the pooling factor):
                 # counted on 256x256, so a 2048x2048 pass runs once, timed, with no warm-up
                 small = torch.randn(1, 1, 256, 256).contiguous(memory_format=torch.channels_last)
-                flops = conv_flops(net, small, *call)[0] * (size / 256) ** 2
+                flop_net = every[FLOP_REFERENCE.get(name, name)][0]
+                flops = conv_flops(flop_net, small, *call)[0] * (size / 256) ** 2
                 with torch.no_grad():
                     t = best_time(lambda: net(x, *call), args.repeats, warmup=True) if size <= 512 else \
                         best_time(lambda: net(x, *call), 1, warmup=False)

@@ -14,7 +14,9 @@ careamics' N2V prediction, measured in one run on the same machine.
 2. **End-to-end throughput** (``denoise`` rows): ``bsd.denoise(image, student)`` with its defaults
    (the safety check included) on a ``--sizes`` square grey image (the FMD image tiled with mirroring)
    with ``--threads`` torch threads, for the baseline (fp32), this code (fp32) and this code (bf16):
-   the best of ``--repeats`` calls after one warm-up call, in megapixels per second.
+   the best of ``--repeats`` calls after one warm-up call, in megapixels per second; and the same for
+   the AT-BSN teacher it was distilled from (baseline fp32, this code fp32 and bf16; ``--skip teacher``
+   leaves it out), which the student replaces.
 3. **careamics N2V** (``careamics`` rows) at the same sizes and threads: ``CAREamist.predict`` tiled as
    ``benchmarks/n2v_peer.py`` predicts large images (256x256 tiles, careamics' default 48 pixel
    overlap) and untiled, for careamics' default UNet (depth 2, 32 initial channels, 334 k parameters)
@@ -61,7 +63,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--forward-size", type=int, default=512)
     p.add_argument("--repeats", type=int, default=2)
-    p.add_argument("--skip", nargs="*", default=[], choices=["quality", "denoise", "careamics", "forward"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["quality", "denoise", "teacher", "careamics", "forward"])
     p.add_argument("--out", type=Path, default=HERE / "results" / "student_speed.csv")
     p.add_argument("--table", type=Path, default=None)
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -220,6 +222,7 @@ def train_students(args, work: Path) -> list[dict]:
         student = bsd.distill(noisy, teacher, student="tiny", seconds=args.distill_seconds, seed=0)
         stem = f"{group}_{len(students)}"
         student.save(work / f"{stem}.safetensors")
+        teacher.save(work / f"{stem}_teacher.safetensors")
         np.save(work / f"{stem}_noisy.npy", noisy)
         students.append({"group": group, "name": name, "model": str(work / f"{stem}.safetensors"),
                          "image": str(work / f"{stem}_noisy.npy"), "gt": gt, "stem": stem,
@@ -268,12 +271,20 @@ def run(args) -> None:
             for size in args.sizes:
                 if "denoise" not in args.skip and grey:
                     path = work / f"big_{size}.npy"
-                    np.save(path, big_image(np.load(grey[0]["image"]), size))
-                    for code, precision in ((args.baseline, "fp32"), ("this", "fp32"), ("this", "bf16")):
-                        r = run_worker({"task": "denoise", "src": codes[code], "model": grey[0]["model"],
+                    if not path.exists():  # (once for every thread count)
+                        np.save(path, big_image(np.load(grey[0]["image"]), size))
+                    for name, code, precision in (("tiny student", args.baseline, "fp32"),
+                                                  ("tiny student", "this", "fp32"), ("tiny student", "this", "bf16"),
+                                                  ("tiny teacher", args.baseline, "fp32"),
+                                                  ("tiny teacher", "this", "fp32"), ("tiny teacher", "this", "bf16")):
+                        if name == "tiny teacher" and "teacher" in args.skip:
+                            continue
+                        model = grey[0]["model"].replace(".safetensors", "_teacher.safetensors" if "teacher" in name
+                                                         else ".safetensors")
+                        r = run_worker({"task": "denoise", "src": codes[code], "model": model,
                                         "image": str(path), "precision": precision,
                                         "repeats": args.repeats}, threads)
-                        emit({"kind": "denoise", "name": "tiny student", "code": code, "precision": precision,
+                        emit({"kind": "denoise", "name": name, "code": code, "precision": precision,
                               "threads": threads, "size": size, "seconds": round(r["seconds"], 3),
                               "megapixels_per_s": round(size * size / r["seconds"] / 1e6, 3),
                               "detail": f"bsd.denoise defaults, model of {grey[0]['stem']}"})
@@ -310,12 +321,12 @@ def run(args) -> None:
 
 
 def summary(rows, baseline: str) -> list[str]:
-    """threads x size: MP/s of denoise (baseline, this fp32, this bf16) and of careamics' best prediction
-    (tiled or whole image) per UNet, with the ratios the issue asks about."""
+    """threads x size: MP/s of denoise (baseline, this fp32, this bf16, the teacher) and of careamics' best
+    prediction (tiled or whole image) per UNet, with the ratios the issue asks about."""
     speed = {}
     for r in rows:
         if r["kind"] == "denoise":
-            key = f"{'base' if r['code'] != 'this' else r['precision']}"
+            key = ("teacher " if "teacher" in r["name"] else "") + ("base" if r["code"] != "this" else r["precision"])
         elif r["kind"] == "careamics":
             key = r["name"].split()[-1]  # "2/16" or "2/32"
         else:
@@ -323,7 +334,9 @@ def summary(rows, baseline: str) -> list[str]:
         cell = speed.setdefault((int(r["threads"]), int(r["size"])), {})
         cell[key] = max(cell.get(key, 0.0), float(r["megapixels_per_s"]))
     out = [f"| threads | size | {baseline} fp32 | this fp32 | speed-up | this bf16 | careamics N2V 2/16 | careamics "
-           "N2V 2/32 (default) | this fp32 / N2V 2/16 |", "|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+           "N2V 2/32 (default) | this fp32 / N2V 2/16 | teacher: " f"{baseline} fp32 | teacher: this fp32 | "
+           "teacher speed-up | teacher: this bf16 | student / teacher (this, fp32) |",
+           "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for (threads, size), c in sorted(speed.items()):
         def f(k):
             return f"{c[k]:.3f}" if k in c else ""
@@ -332,7 +345,9 @@ def summary(rows, baseline: str) -> list[str]:
             return f"{c[a] / c[b]:.2f}x" if a in c and b in c else ""
 
         out.append(f"| {threads} | {size} | {f('base')} | {f('fp32')} | {ratio('fp32', 'base')} | {f('bf16')} | "
-                   f"{f('2/16')} | {f('2/32')} | {ratio('fp32', '2/16')} |")
+                   f"{f('2/16')} | {f('2/32')} | {ratio('fp32', '2/16')} | {f('teacher base')} | "
+                   f"{f('teacher fp32')} | {ratio('teacher fp32', 'teacher base')} | {f('teacher bf16')} | "
+                   f"{ratio('fp32', 'teacher fp32')} |")
     return out
 
 

@@ -147,7 +147,10 @@ class DistillTrainer(Trainer):
             from ..nn.outliers import repair
 
             data = repair(torch.from_numpy(np.asarray(data, np.float32)), self.outliers).numpy()
-        heads = _AllHeads(self.teacher, self.blind_spots)
+        from ..nn.fast_unet import inference_form
+
+        # tile by tile (one sample each): the teacher's inference form (nn/fast_atbsn.py), same function
+        heads = _AllHeads(inference_form(self.teacher, precision), self.blind_spots)
         widest = max(self.blind_spots, key=blind_spot_sort_key)  # the largest halo
         tile = auto_tile(self.teacher, widest, 512 * 2**20)  # ~512 MB of activations
         total = None

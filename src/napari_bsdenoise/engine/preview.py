@@ -134,9 +134,10 @@ class Preview:
             with torch.no_grad():  # the form denoise runs, so the preview shows denoise's numbers
                 self._output = inference_form(self.network.to(self.device), "fp32")(self._x, 0)
         elif hasattr(self.network, "features") and hasattr(self.network, "head"):
-            with torch.no_grad():
-                self.network.to(self.device)
-                feats = self.network.features(self._x)
+            from ..nn.fast_unet import inference_form
+
+            with torch.no_grad():  # (a 2-D AT-BSN's inference form: the same features, faster)
+                feats = inference_form(self.network.to(self.device), "fp32").features(self._x)
                 # rotated back to the image frame once, channels last: a blind spot then only
                 # selects a shifted window of each (no copy of the whole crop per slider move)
                 self._features = []

@@ -47,7 +47,7 @@ def blind_spot_shifts(blind_spot) -> tuple[int, int]:
     return out[0], out[1]
 
 
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+def zero_pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Zero-pad bottom and right up to ``multiple`` (in the image's own frame).
 
     Zeros (the mean, in normalised units) carry no pixel values, so no branch
@@ -94,7 +94,7 @@ class ATBSN(nn.Module):
         Independent of the blind spot, so they can be cached while a user tunes it.
         ``unet_args`` are passed on to the UNet (a time embedding for the BSGD branch).
         """
-        x = _pad_to_multiple(x, self.unet.multiple)
+        x = zero_pad_to_multiple(x, self.unet.multiple)
         h, w = x.shape[-2:]
         feats: list[torch.Tensor | None] = [None] * 4
         # rotations 0/2 share one shape and 1/3 the other: batch them in pairs

@@ -23,19 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .form_parts import copy_unet, finish_form
 from .shifted import NEGATIVE_SLOPE
 from .student import StudentUNet, pad_to_multiple, receptive_radius
-
-
-def _conv(src: nn.Conv2d, lo: int = 0, hi: int | None = None, *, bias: bool = True) -> nn.Conv2d:
-    """A padding=1 3x3 convolution with ``src``'s weights for its input channels ``lo:hi``."""
-    w = src.weight.detach()[:, lo:hi]
-    conv = nn.Conv2d(w.shape[1], w.shape[0], 3, padding=1, bias=bias)
-    with torch.no_grad():
-        conv.weight.copy_(w)
-        if bias:
-            conv.bias.copy_(src.bias.detach())
-    return conv
 
 
 class FastStudentUNet(nn.Module):
@@ -60,24 +50,10 @@ class FastStudentUNet(nn.Module):
         self.depth = unet.depth
         self.dtype = dtype
         self.channels_last = channels_last
-        self.enc0 = _conv(unet.enc0[0])
-        self.enc = nn.ModuleList(_conv(block[0]) for block in unet.enc)
-        self.bottom = _conv(unet.bottom[0])
-        self.dec_up, self.dec_skip, self.dec_second = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
-        for level, block in enumerate(unet.dec):
-            # the channels upsampled into this block: the bottleneck's, then the previous block's output
-            n_up = (unet.bottom[0] if level == 0 else unet.dec[level - 1][2]).out_channels
-            self.dec_up.append(_conv(block[0], 0, n_up))
-            self.dec_skip.append(_conv(block[0], n_up, None, bias=False))
-            self.dec_second.append(_conv(block[2]))
+        copy_unet(self, unet)
         self.out = nn.Conv2d(student.out.in_channels, student.out.out_channels, 1)
         self.out.load_state_dict(student.out.state_dict())
-        body = [self.enc0, self.enc, self.bottom, self.dec_up, self.dec_skip, self.dec_second]
-        for m in body:
-            m.to(dtype)
-        if channels_last:
-            self.to(memory_format=torch.channels_last)
-        self.eval()
+        finish_form(self, [], dtype, channels_last)
 
     @property
     def multiple(self) -> int:
@@ -115,17 +91,22 @@ class FastStudentUNet(nn.Module):
 
 
 def inference_form(network: nn.Module, precision: str = "fp32") -> nn.Module:
-    """``network`` as it should run for inference: a student becomes a :class:`FastStudentUNet` (in bf16
-    for ``precision="bf16"``), a fusion or outlier wrapper gets the inference form of the network it wraps,
+    """``network`` as it should run for inference: a student becomes a :class:`FastStudentUNet` and a 2-D
+    AT-BSN a :class:`~.fast_atbsn.FastATBSN` (in bf16 for ``precision="bf16"``), a fusion or outlier wrapper gets the inference form of the network it wraps,
     and anything else is returned as it is.  The form is built on the device ``network`` is on."""
     from .fusion import FusedNetwork
     from .outliers import OutlierGuard
 
     if isinstance(network, (FusedNetwork, OutlierGuard)):
         return type(network)(inference_form(network.network, precision), network.params)
+    from .atbsn import ATBSN
+    from .fast_atbsn import FastATBSN
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     if isinstance(network, StudentUNet):
         device = network.out.weight.device
-        fast = FastStudentUNet(network, dtype=torch.bfloat16 if precision == "bf16" else torch.float32,
-                               channels_last=device.type != "mps")
-        return fast.to(device)
+        return FastStudentUNet(network, dtype=dtype, channels_last=device.type != "mps").to(device)
+    if type(network) is ATBSN:  # (not the BSGD branch, which subclasses it with a time embedding)
+        device = network.head[0].weight.device
+        return FastATBSN(network, dtype=dtype, channels_last=device.type != "mps").to(device)
     return network
