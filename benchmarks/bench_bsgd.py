@@ -25,15 +25,17 @@ import time
 from pathlib import Path
 
 ABLATION = {
-    # name: refine() keywords on top of the defaults (w=0.75, S=4, R=2, t0=0.3, p=0.16, guide=bsn)
+    # name: refine() keywords on top of the defaults (w=0.75, S=2, R=2, t0=0.3, p=0.16, anchor=1, guide=bsn)
     "bsgd": {},
+    # the defaults before 2026-12-03: no low-frequency anchoring, 4 DDIM steps
+    "bsgd_anchor0": {"anchor": 0.0, "sampling_steps": 4},
     # the defaults with the safeguard (refine(check="auto") with the guide *model*): the guide's result is
     # kept where the refinement is not estimated to beat it (methods/bsgd/safeguard.py)
     "bsgd_checked": {"guide": "model"},
     "bsgd_w0": {"guidance": 0.0},
     "bsgd_w0.5": {"guidance": 0.5},
     "bsgd_w1": {"guidance": 1.0},
-    "bsgd_S2": {"sampling_steps": 2},
+    "bsgd_S4": {"sampling_steps": 4},
     "bsgd_S8": {"sampling_steps": 8},
     "bsgd_R1": {"rounds": 1},
     "bsgd_R4": {"rounds": 4},
@@ -42,6 +44,10 @@ ABLATION = {
     "bsgd_p0": {"replace": 0.0},
     "bsgd_noisy_start": {"guide": None, "t_start": 0.5},
 }
+
+
+#: The variants run on every group (the others only on --ablation-groups).
+ALWAYS = ("bsgd", "bsgd_checked", "bsgd_anchor0")
 
 
 def parse_args(argv=None):
@@ -83,7 +89,7 @@ def main(argv=None) -> int:
             noisy, gt = pair.load()
             noisy, gt = _crop(noisy, args.crop), _crop(gt, args.crop)
             mp = noisy.shape[0] * noisy.shape[1] / 1e6
-            variants = ABLATION if group in args.ablation_groups else {k: ABLATION[k] for k in ("bsgd", "bsgd_checked")}
+            variants = ABLATION if group in args.ablation_groups else {k: ABLATION[k] for k in ALWAYS}
             todo = [m for m in ("bsn", "student", *variants) if (group, pair.name, m) not in done]
             if not todo:
                 continue

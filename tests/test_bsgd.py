@@ -108,6 +108,34 @@ def test_sampling_is_deterministic_for_a_seed():
                        hash_normal(1, 0, torch.arange(2, 4)[:, None], torch.arange(1, 3)[None, :]))
 
 
+class _Offset(torch.nn.Module):
+    """Both branches predict their input plus a slow ramp and a constant: a refinement that shifts the
+    intensities, which the anchoring must take out, and a fine checkerboard of detail it must keep."""
+
+    def branches(self, x, t, blind_spot):
+        h, w = x.shape[-2:]
+        ramp = torch.linspace(0, 3, w)[None, None, None, :] + 2.0
+        checker = 0.5 * (-1.0) ** (torch.arange(h)[:, None] + torch.arange(w)[None, :])
+        return x + ramp + checker, x + ramp + checker
+
+
+def test_anchoring_keeps_the_start_low_frequencies_and_the_local_detail():
+    y = torch.zeros(1, 1, 40, 48)
+    start = torch.zeros(1, 1, 40, 48)
+    coords = torch.from_numpy(window_data(y.numpy(), start.numpy())[:, 2:])
+    kw = dict(blind_spot=1, steps=1, rounds=1, t_start=1e-4, replace=0.0)  # (almost no diffusion noise)
+    raw = guided_refine(_Offset(), y, start, coords, anchor=0.0, **kw)
+    anchored = guided_refine(_Offset(), y, start, coords, anchor=2.0, **kw)
+    inner = (slice(None), slice(None), slice(10, 30), slice(10, 38))
+    assert raw[inner].mean() > 3  # the shift is there without the anchor
+    assert anchored[inner].mean().abs() < 0.02  # and gone with it
+    detail = 0.5 * (-1.0) ** (torch.arange(40)[:, None] + torch.arange(48)[None, :])
+    # the finest detail passes (a 2-pixel period keeps (1 - e^(-2 pi^2 sigma^2 / 4)) of itself)
+    torch.testing.assert_close(anchored[inner][0, 0], detail[10:30, 10:38], atol=0.02, rtol=0)
+    with pytest.raises(ValueError, match="anchor"):
+        guided_refine(_Offset(), y, start, coords, anchor=-1.0, **kw)
+
+
 def test_refine_tiled_equals_untiled(rng):
     model = _bsgd_model(width=4, depth=2)
     img = rng.normal(100, 20, (224, 40)).astype(np.float32)  # halo 2 x 41 -> 84 rows: windows differ
@@ -215,6 +243,8 @@ def test_bad_input(rng, noisy):
         bsd.refine(noisy, model, rounds=0)
     with pytest.raises(InputError, match="t_start"):
         bsd.refine(noisy, model, t_start=1.5)
+    with pytest.raises(InputError, match="anchor"):
+        bsd.refine(noisy, model, anchor=float("nan"))
     with pytest.raises(InputError, match="shape"):
         bsd.refine(noisy, model, guide=noisy[:40])
     bad = noisy.copy()

@@ -38,6 +38,23 @@ def test_a_broken_refinement_keeps_the_guide(broken, small_guide):
     assert not np.allclose(raw, out)  # the check is what kept the guide
 
 
+def test_a_guide_whose_own_check_keeps_the_input_is_refined_as_denoise_gives_it(small_bsgd, small_guide, tmp_path):
+    """The guide's result is what ``denoise`` gives, its safety check included: where that keeps the
+    input (a guide with scrambled weights), refining keeps it too, instead of refining a bad start."""
+    bad = bsd.load_model(small_guide.save(tmp_path / "guide.safetensors"))
+    with torch.no_grad():
+        for p in bad.network.parameters():
+            p.copy_(torch.randn_like(p) * 3)
+    noisy = _noisy((48, 48))
+    with pytest.warns(bsd.SafetyWarning):
+        want = bsd.denoise(noisy, bad)
+    with pytest.warns(bsd.SafetyWarning):
+        out = bsd.refine(noisy, small_bsgd, guide=bad, **KW)
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_allclose(out, noisy, atol=1e-4)  # (the input kept)
+    assert not np.allclose(bsd.refine(noisy, small_bsgd, guide=bad, check=False, **KW), want, atol=1e-2)
+
+
 def test_checks_need_a_guide_model(small_bsgd, small_guide):
     noisy = _noisy((48, 48))
     precomputed = bsd.denoise(noisy, small_guide, check=False)
@@ -55,4 +72,9 @@ def test_report():
     assert r.keep_guide and "kept" in r.summary()
     assert not RefineCheck(3.0, 3.5, 1.0).keep_guide
     assert RefineCheck(3.0, float("nan"), 1.0).keep_guide  # an estimate that failed keeps the guide
+    # both gains at the cap (high SNR, estimates below zero): the difference of the errors decides
+    assert not RefineCheck(60.0, 60.0, 1.0, mse_difference=-0.01).keep_guide
+    assert RefineCheck(60.0, 60.0, 1.0, mse_difference=0.01).keep_guide
+    assert RefineCheck(60.0, 60.0, 1.0, mse_difference=0.0).keep_guide  # a tie keeps the guide
+    assert "% of the noise variance" in RefineCheck(3.0, 3.5, 1.0, mse_difference=-0.02).summary()
     json.dumps(r.to_dict())

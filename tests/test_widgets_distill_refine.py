@@ -15,6 +15,7 @@ import pytest
 from widget_helpers import _check_output, _clean_session, _dock, _noisy, _records, _stop_within_a_step  # noqa: F401
 
 import napari_bsdenoise as bsd
+from napari_bsdenoise import api
 from napari_bsdenoise.widgets import SESSION, DistillWidget, RefineWidget
 
 pytestmark = pytest.mark.gui
@@ -148,7 +149,7 @@ def test_refine_trains_the_branches_then_refines_the_layer(make_napari_viewer, q
     SESSION.add("g", small_guide)
     w = _dock(viewer, "Refine")
     assert isinstance(w, RefineWidget)
-    assert "Experimental" in w.experimental_label.text() and "not yet beat its guide" in w.experimental_label.text()
+    assert "Experimental" in w.experimental_label.text() and "docs/bsgd.md" in w.experimental_label.text()
     assert w.guide() is small_guide and w.bsgd_model() is None and w.picker.layer() is layer
     assert w.axes_edit.text() == "YX" and w.refine_button.isEnabled()
     w.network_combo.setCurrentText("tiny")
@@ -170,13 +171,15 @@ def test_refine_trains_the_branches_then_refines_the_layer(make_napari_viewer, q
     w.rounds_box.setValue(1)
     w.guidance_box.setValue(0.5)
     w.seed_box.setValue(3)
+    assert w.anchor_box.value() == api.DEFAULT_ANCHOR
+    w.anchor_box.setValue(2.0)
     assert w.check_box.isChecked()  # the safeguard is on by default; off here to see the refinement itself
     w.check_box.setChecked(False)
     w.refine_button.click()
     assert w.refining and w.cancel_button.isEnabled() and not w.train_button.isEnabled()
     qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
     out = viewer.layers["cells_refined"]
-    kw = dict(guide=small_guide, sampling_steps=2, rounds=1, guidance=0.5, check=False)
+    kw = dict(guide=small_guide, sampling_steps=2, rounds=1, guidance=0.5, anchor=2.0, check=False)
     want = bsd.refine(data, diff, seed=3, **kw)
     np.testing.assert_allclose(out.data, want, atol=1e-4)
     assert not np.allclose(out.data, bsd.refine(data, diff, seed=4, **kw), atol=1e-3)  # the seed is passed on
@@ -187,7 +190,8 @@ def test_refine_trains_the_branches_then_refines_the_layer(make_napari_viewer, q
     meta = out.metadata["napari_bsdenoise"]
     assert meta["method"] == "bsgd" and meta["experimental"] and meta["model"] == "g bsgd" and meta["guide"] == "g"
     assert (meta["sampling_steps"], meta["rounds"], meta["guidance"], meta["seed"]) == (2, 1, 0.5, 3)
-    assert meta["t_start"] == 0.3 and meta["replace"] == 0.16 and meta["source_layer"] == "cells"
+    assert meta["t_start"] == 0.3 and meta["replace"] == 0.16 and meta["anchor"] == 2.0
+    assert meta["source_layer"] == "cells"
     assert w.progress.value() == 1000 and "Added 'cells_refined'" in w.status.text()
     assert meta["safety_check"] == "off"
     # with the safeguard: its verdict is in the metadata, and the layer is what refine(check="auto") gives

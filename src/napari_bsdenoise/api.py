@@ -27,8 +27,8 @@ from .engine.progress import ProgressEvent, iter_events, run_events
 from .errors import InputError
 from .inputs import check_image, check_trainable_size, convert_dtype, match_normalization, normalize
 from .methods.blindspot import choose_method, make_blindspot_trainer, recommended_method
-from .methods.bsgd.checks import (BSGD_PRESETS, DEFAULT_GUIDANCE, DEFAULT_REPLACE, DEFAULT_ROUNDS,
-                                   DEFAULT_SAMPLING_STEPS, DEFAULT_T_START)
+from .methods.bsgd.checks import (BSGD_PRESETS, DEFAULT_ANCHOR, DEFAULT_GUIDANCE, DEFAULT_REPLACE,
+                                   DEFAULT_ROUNDS, DEFAULT_SAMPLING_STEPS, DEFAULT_T_START)
 from .methods.bsgd.checks import NAME as BSGD_METHOD
 from .methods.bsgd.refine import refine
 from .methods.bsgd.training import make_bsgd_trainer, train_bsgd
@@ -39,7 +39,7 @@ from .pipelines.auto import AutoDenoiser, AutoResult, auto_denoise
 __all__ = [
     "DEFAULT_AUTO_SECONDS", "DEFAULT_AUTO_TEACHER_FRACTION",
     "AutoDenoiser", "AutoResult", "auto_denoise",
-    "BSGD_METHOD", "BSGD_PRESETS", "DEFAULT_GUIDANCE", "DEFAULT_REPLACE", "DEFAULT_ROUNDS", "DEFAULT_SAMPLING_STEPS",
+    "BSGD_METHOD", "BSGD_PRESETS", "DEFAULT_ANCHOR", "DEFAULT_GUIDANCE", "DEFAULT_REPLACE", "DEFAULT_ROUNDS", "DEFAULT_SAMPLING_STEPS",
     "DEFAULT_T_START", "DEFAULT_BATCH_SIZE", "DEFAULT_DISTILL_PATCH_SIZE", "DEFAULT_LEARNING_RATE", "DEFAULT_METHOD",
     "DEFAULT_PATCH_SIZE", "DEFAULT_STEPS", "MIN_TRAIN_SIDE", "TRAIN_METHODS", "Preview", "ProgressEvent",
     "check_image", "check_trainable_size", "device_description", "choose_method", "denoise", "denoise_iter", "distill",

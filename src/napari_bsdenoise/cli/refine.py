@@ -46,7 +46,7 @@ def run(args) -> int:
         check_png(out, img.data.dtype if dtype == "input" else np.float32, img.axes, img.data.shape)
     kwargs = {k: v for k, v in {
         "sampling_steps": args.sampling_steps, "guidance": args.guidance, "rounds": args.rounds,
-        "t_start": args.t_start, "replace": args.replace, "blind_spot": args.blind_spot, "seed": args.seed,
+        "t_start": args.t_start, "replace": args.replace, "anchor": args.anchor, "blind_spot": args.blind_spot, "seed": args.seed,
     }.items() if v is not None}
     bar = Progress("refine", enabled=not args.quiet)
     result = compute_and_write(
@@ -63,8 +63,8 @@ def run(args) -> int:
 def add_parser(sub) -> None:
     """Add the ``refine`` subcommand to the subparsers ``sub``."""
     r = sub.add_parser(
-        "refine", help="experimental: refine a denoised image by blind-spot guided diffusion (BSGD); it does not "
-                  "yet beat its guide (docs/bsgd.md)",
+        "refine", help="experimental: refine a denoised image by blind-spot guided diffusion (BSGD); keeps the "
+                  "guide's result where a self-supervised check says refining does not help (docs/bsgd.md)",
         description="Blind-spot guided diffusion refinement: start from the GUIDE model's result (or the noisy "
         "image), diffuse it to --t-start and run deterministic DDIM steps mixing the BSGD model's conventional "
         "and blind-spot branches; complementary random replacement with the noisy image and averaging over "
@@ -76,13 +76,16 @@ def add_parser(sub) -> None:
     r.add_argument("--guide", metavar="GUIDE", help="blind-spot or student model file whose result is refined "
                    "(default: start from the noisy image; then use a larger --t-start)")
     r.add_argument("--axes", help="axes of the image (e.g. ZYX, YXC); default from the file or YX / YXC")
-    r.add_argument("--sampling-steps", type=positive_int, metavar="N", help="DDIM steps per round (default 4)")
+    r.add_argument("--sampling-steps", type=positive_int, metavar="N", help="DDIM steps per round (default 2)")
     r.add_argument("--guidance", type=float, metavar="W",
                    help="guidance weight: 0 conventional branch only, 1 blind-spot branch only (default 0.75)")
     r.add_argument("--rounds", type=positive_int, metavar="R", help="rounds averaged (default 2)")
     r.add_argument("--t-start", type=positive_float, metavar="T", help="start time in (0, 1] (default 0.3)")
     r.add_argument("--replace", type=float, metavar="P",
                    help="fraction of values re-injected from the noisy image per round (default 0.16)")
+    r.add_argument("--anchor", type=float, metavar="SIGMA",
+                   help="keep the guide's low frequencies below a Gaussian of this sigma in pixels, so the "
+                   "refinement only adds local detail (default 1; 0: off)")
     r.add_argument("--blind-spot", type=int_arg, metavar="N", help="blind spot of the blind-spot branch "
                    "(default: the model's)")
     r.add_argument("--seed", type=int_arg, help="random seed (default 0)")

@@ -12,25 +12,37 @@ from ...engine.denoise import denoise_array
 from ...errors import InputError
 from ...inputs import check_image, denormalize, match_normalization, normalize
 from ...model import BlindSpotModel
-from .checks import (DEFAULT_GUIDANCE, DEFAULT_REPLACE, DEFAULT_ROUNDS, DEFAULT_SAMPLING_STEPS, DEFAULT_T_START,
-                     check_bsgd_model, check_guide_model)
+from .checks import (DEFAULT_ANCHOR, DEFAULT_GUIDANCE, DEFAULT_REPLACE, DEFAULT_ROUNDS, DEFAULT_SAMPLING_STEPS,
+                     DEFAULT_T_START, check_bsgd_model, check_guide_model)
 
 
-def _start_image(arr, guide, layout, axes, device, callback, hot_pixels):
-    """The guide's result for ``arr`` in image units (``None`` without a guide)."""
+def _start_image(arr, guide, layout, axes, device, callback, hot_pixels, check):
+    """``(start, settings)``: the guide's result for ``arr`` in image units (``None`` without a guide) and,
+    for a guide model, the ``(blind_spot, fusion)`` it ran with.  With ``check`` on, a guide model's result
+    is what :func:`napari_bsdenoise.denoise` gives (its safety check may choose another setting);
+    ``settings`` is ``None`` when that check keeps the input, which is then the start (and the result)."""
     if guide is None:
-        return None
+        return None, None
     if isinstance(guide, BlindSpotModel):
+        from ...engine.safety import checked_settings, kept_input
+
         check_guide_model(guide)
-        return denoise_array(arr, guide, axes=layout.axes if axes is None else axes, device=device, callback=callback,
-                             hot_pixels=hot_pixels)
+        axes = layout.axes if axes is None else axes
+        spot, fusion, report = checked_settings(arr, guide, check="auto" if check is not False else False,
+                                                axes=axes, blind_spot=None, fusion="auto", hot_pixels=hot_pixels,
+                                                device=device, callback=callback)
+        if report is not None and report.fell_back and report.chosen is None:  # nothing beats the input
+            return kept_input(arr, guide, axes=axes, hot_pixels=hot_pixels), None
+        return denoise_array(arr, guide, axes=axes, blind_spot=spot, fusion=fusion, device=device,
+                             callback=callback, hot_pixels=hot_pixels), (spot, fusion)
     g = check_image(guide, name="guide")
     if g.shape != arr.shape:
         raise InputError(f"the guide result has shape {g.shape} and the image {arr.shape}; they must match")
-    return g
+    return g, None
 
 
-def _safeguard(check, arr, model, guide, refiner, *, axes, blind_spot, hot_pixels, device, callback) -> bool:
+def _safeguard(check, arr, model, guide, refiner, *, axes, blind_spot, hot_pixels, device, callback,
+               guide_settings=(None, "auto")) -> bool:
     """Run the refinement's safeguard where ``check`` asks for it; True: keep the guide's result."""
     import warnings
 
@@ -51,7 +63,7 @@ def _safeguard(check, arr, model, guide, refiner, *, axes, blind_spot, hot_pixel
                              "be checked")
         return False
     result = refine_check(arr, model, guide, refiner, axes=axes, blind_spot=blind_spot, hot_pixels=hot_pixels,
-                          device=device)
+                          device=device, guide_settings=guide_settings)
     if callback is not None:
         callback(ProgressEvent("check", message=result.summary()))
     if result.keep_guide:
@@ -70,6 +82,7 @@ def refine(
     rounds: int = DEFAULT_ROUNDS,
     t_start: float = DEFAULT_T_START,
     replace: float = DEFAULT_REPLACE,
+    anchor: float = DEFAULT_ANCHOR,
     blind_spot: int | None = None,
     seed: int = 0,
     device=None,
@@ -83,7 +96,8 @@ def refine(
     Each of ``rounds`` rounds replaces a complementary random subset (fraction ``replace``) of the start
     image with the noisy input, diffuses it to ``t_start`` and runs ``sampling_steps`` deterministic DDIM
     steps with ``x0 = x0_conv + guidance * (x0_bsn - x0_conv)`` (the same as mixing the predicted noise);
-    the rounds are averaged.  The random numbers are a function of ``seed`` and the global pixel
+    the rounds are averaged, and their mean keeps the start image's low frequencies (below a Gaussian of
+    sigma ``anchor`` pixels).  The random numbers are a function of ``seed`` and the global pixel
     coordinates, so the result is reproducible and identical for any tiling.
 
     Parameters
@@ -98,6 +112,10 @@ def refine(
     sampling_steps, guidance, rounds, t_start, replace : optional
         DDIM steps, guidance weight ``w`` (0: conventional branch only, 1: blind-spot branch only), rounds
         averaged, start time in (0, 1] and fraction of values re-injected from the noisy image per round.
+    anchor : float
+        Gaussian sigma in pixels: the refined result's difference from the start image is kept only
+        above this scale (``x - G * (x - start)``), so the refinement adds local detail and cannot shift
+        the intensities or slow variations (measured: docs/bsgd.md); 0 turns it off.
     blind_spot : int, optional
         Blind spot of the blind-spot branch while sampling (default: the model's inference blind spot).
     seed : int
@@ -115,7 +133,9 @@ def refine(
         The safeguard (:mod:`.safeguard`): with a guide *model*, estimate on the image itself (Monte-Carlo
         SURE, no clean reference) whether the refined result beats the guide's, and return the guide's
         result where it does not, with a :class:`~napari_bsdenoise.engine.safety.SafetyWarning` and a
-        ``"check"`` progress event.  ``"auto"`` (default): when the guide is a model with a noise estimate;
+        ``"check"`` progress event.  The guide's result is then the one :func:`napari_bsdenoise.denoise`
+        gives, with its own safety check (which may choose another setting, or keep the input: then so
+        does the refinement); with ``False``, the guide's default setting unchecked.  ``"auto"`` (default): when the guide is a model with a noise estimate;
         ``True`` insists; ``False`` never.  It costs about two refinements of two 128x128 crops.
 
     Returns
@@ -131,7 +151,7 @@ def refine(
     model = check_bsgd_model(model)
     arr = check_image(image)
     try:
-        check_sampling(sampling_steps, guidance, rounds, t_start, replace)
+        check_sampling(sampling_steps, guidance, rounds, t_start, replace, anchor)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
@@ -139,7 +159,13 @@ def refine(
     cfg = model.config
     layout, s = inference_layout(arr, model, axes, blind_spot)
     norm = match_normalization(cfg.normalization, layout)
-    start_img = _start_image(arr, guide, layout, axes, device, callback, hot_pixels)
+    from ...engine.safety import CHECKS
+
+    if check not in CHECKS:
+        raise InputError(f"check must be one of {CHECKS}, got {check!r}")
+    start_img, guide_settings = _start_image(arr, guide, layout, axes, device, callback, hot_pixels, check)
+    if isinstance(guide, BlindSpotModel) and guide_settings is None and check is not False:
+        return np.array(start_img, dtype=np.float32)  # the guide's check keeps the input: so does refining
     y = normalize(to_samples(arr, layout), norm)
     outliers = resolve_hot_pixels(model, norm, hot_pixels)
     if outliers is not None:  # the noisy values re-injected each round, with hot pixels repaired
@@ -157,7 +183,8 @@ def refine(
 
     n, _c, h, w = y.shape
     refiner = RefineWindow(model.network, channels=y.shape[1], steps=sampling_steps, guidance=float(guidance),
-                           rounds=rounds, t_start=float(t_start), replace=float(replace), seed=int(seed))
+                           rounds=rounds, t_start=float(t_start), replace=float(replace), seed=int(seed),
+                           anchor=float(anchor))
     tile, _halo = tile_plan(refiner, s, tile_size, None)
     total = n * len(tile_starts(h, tile)) * len(tile_starts(w, tile)) * rounds * sampling_steps
     state = {"done": 0, "t0": time.perf_counter()}
@@ -179,7 +206,7 @@ def refine(
 
     refiner.on_step = check_step
     keep_guide = _safeguard(check, arr, model, guide, refiner, axes=axes, blind_spot=s, hot_pixels=hot_pixels,
-                            device=dev, callback=callback)
+                            device=dev, callback=callback, guide_settings=guide_settings or (None, "auto"))
     if keep_guide:
         return np.array(start_img, dtype=np.float32)
     refiner.on_step = on_step

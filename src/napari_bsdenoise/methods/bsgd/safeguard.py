@@ -10,6 +10,7 @@ refinement is not estimated to beat it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,25 +24,33 @@ CHECK_CROPS = 2
 
 @dataclass(frozen=True)
 class RefineCheck:
-    """Estimated PSNR gains over the noisy input (dB) of the guide's and the refined result."""
+    """Estimated PSNR gains over the noisy input (dB) of the guide's and the refined result, and the
+    estimated difference of their mean squared errors relative to the input's noise variance."""
 
     guide_gain_db: float
     refined_gain_db: float
     noise_scale: float
+    mse_difference: float = float("nan")  # (refined - guide) / noise variance; < 0: the refinement helps
 
     @property
     def keep_guide(self) -> bool:
+        # decided on the difference of the two risk estimates, an unbiased estimate of the difference of
+        # the errors even where each estimate dips below zero and both gains read as the cap (high SNR)
+        if math.isfinite(self.mse_difference):
+            return not self.mse_difference < 0
         return not self.refined_gain_db > self.guide_gain_db
 
     def summary(self) -> str:
         verdict = ("the guide's result is kept" if self.keep_guide else "the refined result is used")
+        diff = (f"; error {100 * self.mse_difference:+.1f} % of the noise variance"
+                if math.isfinite(self.mse_difference) else "")
         return (f"refinement check: refined estimated {self.refined_gain_db:+.1f} dB over the input, the guide "
-                f"{self.guide_gain_db:+.1f} dB (self-supervised, no clean image): {verdict}")
+                f"{self.guide_gain_db:+.1f} dB{diff} (self-supervised, no clean image): {verdict}")
 
     def to_dict(self) -> dict:
         return {"guide_gain_db": round(self.guide_gain_db, 2), "refined_gain_db": round(self.refined_gain_db, 2),
-                "noise_scale": round(self.noise_scale, 3), "keep_guide": self.keep_guide,
-                "summary": self.summary()}
+                "mse_difference": round(self.mse_difference, 4), "noise_scale": round(self.noise_scale, 3),
+                "keep_guide": self.keep_guide, "summary": self.summary()}
 
 
 class _Refined:
@@ -74,21 +83,24 @@ class _Refined:
         return self.refiner(window, self.spot)
 
 
-def refine_check(arr: np.ndarray, model, guide, refiner, *, axes, blind_spot, hot_pixels, device) -> RefineCheck:
-    """Estimate the gains of ``guide``'s result and of the refinement (``refiner``: the
-    :class:`~.sampling.RefineWindow` that :func:`~.refine.refine` runs at ``blind_spot``) on ``arr``."""
+def refine_check(arr: np.ndarray, model, guide, refiner, *, axes, blind_spot, hot_pixels, device,
+                 guide_settings=(None, "auto")) -> RefineCheck:
+    """Estimate the gains of ``guide``'s result (at ``guide_settings``, the ``(blind_spot, fusion)`` its
+    result was computed with) and of the refinement (``refiner``: the :class:`~.sampling.RefineWindow`
+    that :func:`~.refine.refine` runs at ``blind_spot``) on ``arr``."""
     from ...engine.safety import image_noise, noise_model
     from ...engine.sure import estimate_risk
 
-    _layout, g_spot, norm, data = model_input(arr, guide, axes)
+    g_spot, g_fusion = guide_settings
+    _layout, g_spot, norm, data = model_input(arr, guide, axes, g_spot)
     acf, knots = noise_model(guide, norm)
     crops = dict(crop=CHECK_CROP, crops=CHECK_CROPS)
     common = dict(acf=acf, knots=knots, device=device, **crops)
-    guide_net = inference_network(guide, g_spot, norm, "auto", hot_pixels)
+    guide_net = inference_network(guide, g_spot, norm, g_fusion, hot_pixels)
     try:
         guide_risk = estimate_risk(guide_net, data, blind_spot=g_spot, **common)
         # (the probes here are per channel, so the guide's estimate may serve as the reference)
-        fused = resolve_fusion(guide, g_spot, norm, "auto") is not None
+        fused = resolve_fusion(guide, g_spot, norm, g_fusion) is not None
         k, _ = image_noise(guide, data, norm, hot_pixels=hot_pixels, default=((g_spot, fused), guide_risk), **common)
         outliers = resolve_hot_pixels(model, norm, hot_pixels)
         refined = _Refined(guide_net, g_spot, refiner, blind_spot, outliers)
@@ -96,4 +108,5 @@ def refine_check(arr: np.ndarray, model, guide, refiner, *, axes, blind_spot, ho
     finally:
         guide.network.to("cpu")
         model.network.to("cpu")
-    return RefineCheck(guide_risk.gain_db(k), refined_risk.gain_db(k), k)
+    diff = (refined_risk.mse(k) - guide_risk.mse(k)) / max(guide_risk.mse_input(k), 1e-12)
+    return RefineCheck(guide_risk.gain_db(k), refined_risk.gain_db(k), k, diff if math.isfinite(diff) else math.nan)
