@@ -369,7 +369,7 @@ def denoise(
         blind_spot, fusion, report = checked_settings(image, model, check=check, axes=axes, blind_spot=blind_spot,
                                                       fusion=fusion, hot_pixels=hot_pixels, device=device,
                                                       callback=callback)
-        if report is not None and report.fell_back and report.chosen is None:  # nothing beats the input
+        if report is not None and report.keeps_input:
             kept = kept_input(image, model, axes=axes, hot_pixels=hot_pixels)
             return kept if dtype == "float32" else convert_dtype(kept, image.dtype if dtype == "input" else dtype)
     elif check not in CHECKS:

@@ -50,6 +50,11 @@ class SafetyReport:
     reason: str = ""
     noise_scale: float = 1.0  # this image's noise variance over the training data's estimate
 
+    @property
+    def keeps_input(self) -> bool:
+        """The check fell back and no setting is estimated to beat the input: the result is the input."""
+        return self.fell_back and self.chosen is None
+
     def summary(self) -> str:
         if not self.checked:
             return f"safety check skipped: {self.reason}"

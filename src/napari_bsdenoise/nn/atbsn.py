@@ -130,4 +130,9 @@ class ATBSN(nn.Module):
         bounds every position (gradient probe, tests/test_nn.py), plus the
         final shift.
         """
-        return 10 * self.unet.multiple + blind_spot_shift(blind_spot)
+        return receptive_radius(self.unet.multiple, blind_spot)
+
+
+def receptive_radius(multiple: int, blind_spot=1) -> int:
+    """:meth:`ATBSN.receptive_radius` of an AT-BSN whose pooling factor is ``multiple`` (``2 ** depth``)."""
+    return 10 * multiple + blind_spot_shift(blind_spot)

@@ -26,9 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .atbsn import ATBSN, blind_spot_shift, blind_spot_shifts, zero_pad_to_multiple
-from .form_parts import copy_unet, finish_form
-from .shifted import NEGATIVE_SLOPE
+from .atbsn import ATBSN, blind_spot_shifts, receptive_radius, zero_pad_to_multiple
+from .form_parts import act_ as _act, copy_unet, finish_form
 
 
 class PointwiseConv(nn.Conv2d):
@@ -46,10 +45,6 @@ def _copy_1x1(src: nn.Conv2d) -> PointwiseConv:
     conv = PointwiseConv(src.in_channels, src.out_channels, 1)
     conv.load_state_dict(src.state_dict())
     return conv
-
-
-def _act(t: torch.Tensor) -> torch.Tensor:
-    return F.leaky_relu_(t, NEGATIVE_SLOPE)
 
 
 def _shift_into(dst: torch.Tensor, src: torch.Tensor, k: int, d: int) -> None:
@@ -113,7 +108,7 @@ class FastATBSN(nn.Module):
         return 2**self.depth
 
     def receptive_radius(self, blind_spot: int = 1) -> int:
-        return 10 * self.multiple + blind_spot_shift(blind_spot)
+        return receptive_radius(self.multiple, blind_spot)
 
     @staticmethod
     def _conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +135,6 @@ class FastATBSN(nn.Module):
         """UNet features of the four rotations, padded, in each rotation's own frame (as
         :meth:`ATBSN.features <napari_bsdenoise.nn.atbsn.ATBSN.features>`, in this module's dtype)."""
         x = zero_pad_to_multiple(x, self.multiple)
-        h, w = x.shape[-2:]
         feats = []
         with torch.autocast(x.device.type, enabled=False):  # the dtype is this module's own
             for k in range(4):

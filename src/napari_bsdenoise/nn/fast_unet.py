@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .form_parts import copy_unet, finish_form
-from .shifted import NEGATIVE_SLOPE
+from .form_parts import act_ as act, copy_unet, finish_form
 from .student import StudentUNet, pad_to_multiple, receptive_radius
 
 
@@ -63,9 +62,6 @@ class FastStudentUNet(nn.Module):
         return receptive_radius(self.depth)
 
     def _unet(self, x: torch.Tensor) -> torch.Tensor:
-        def act(t):
-            return F.leaky_relu_(t, NEGATIVE_SLOPE)
-
         skips = [x]
         n = act(self.enc0(x))
         for i, conv in enumerate(self.enc):

@@ -5,7 +5,15 @@ casting and layout that finish a form."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .shifted import NEGATIVE_SLOPE
+
+
+def act_(t: torch.Tensor) -> torch.Tensor:
+    """The networks' LeakyReLU, in place (the forms never need the pre-activation)."""
+    return F.leaky_relu_(t, NEGATIVE_SLOPE)
 
 
 def _conv(src: nn.Conv2d, lo: int = 0, hi: int | None = None, *, bias: bool = True, padding=1) -> nn.Conv2d:

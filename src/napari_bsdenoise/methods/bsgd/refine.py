@@ -31,7 +31,7 @@ def _start_image(arr, guide, layout, axes, device, callback, hot_pixels, check):
         spot, fusion, report = checked_settings(arr, guide, check="auto" if check is not False else False,
                                                 axes=axes, blind_spot=None, fusion="auto", hot_pixels=hot_pixels,
                                                 device=device, callback=callback)
-        if report is not None and report.fell_back and report.chosen is None:  # nothing beats the input
+        if report is not None and report.keeps_input:
             return kept_input(arr, guide, axes=axes, hot_pixels=hot_pixels), None
         return denoise_array(arr, guide, axes=axes, blind_spot=spot, fusion=fusion, device=device,
                              callback=callback, hot_pixels=hot_pixels), (spot, fusion)
@@ -47,12 +47,10 @@ def _safeguard(check, arr, model, guide, refiner, *, axes, blind_spot, hot_pixel
     import warnings
 
     from ...engine.progress import ProgressEvent
-    from ...engine.safety import CHECKS, SafetyWarning
+    from ...engine.safety import SafetyWarning
     from .safeguard import refine_check
 
-    if check not in CHECKS:
-        raise InputError(f"check must be one of {CHECKS}, got {check!r}")
-    if check is False:
+    if check is False:  # (validated by refine)
         return False
     usable = (isinstance(guide, BlindSpotModel) and bool(guide.config.noise)
               and guide.config.normalization == model.config.normalization)
@@ -146,6 +144,7 @@ def refine(
     from ...device import resolve_device
     from ...engine.predict import predict_iter, tile_plan, tile_starts
     from ...engine.progress import ProgressEvent, run_events
+    from ...engine.safety import CHECKS
     from .sampling import RefineWindow, check_sampling, window_data
 
     model = check_bsgd_model(model)
@@ -159,12 +158,10 @@ def refine(
     cfg = model.config
     layout, s = inference_layout(arr, model, axes, blind_spot)
     norm = match_normalization(cfg.normalization, layout)
-    from ...engine.safety import CHECKS
-
     if check not in CHECKS:
         raise InputError(f"check must be one of {CHECKS}, got {check!r}")
     start_img, guide_settings = _start_image(arr, guide, layout, axes, device, callback, hot_pixels, check)
-    if isinstance(guide, BlindSpotModel) and guide_settings is None and check is not False:
+    if isinstance(guide, BlindSpotModel) and guide_settings is None:
         return np.array(start_img, dtype=np.float32)  # the guide's check keeps the input: so does refining
     y = normalize(to_samples(arr, layout), norm)
     outliers = resolve_hot_pixels(model, norm, hot_pixels)
