@@ -10,6 +10,11 @@ given the same ``--seconds`` of wall time on ``--threads`` CPU threads:
 
 * ``auto``: :func:`napari_bsdenoise.auto_denoise` (noise diagnostic, method, teacher, student and
   inference all inside the budget);
+* ``auto_t30``, ``auto_t70``: ``auto`` with ``teacher_fraction`` 0.3 or 0.7 instead of the default
+  0.5 (it matters only where a student follows: strong correlated noise);
+* ``atbsn``: ``auto`` with AT-BSN forced and no student (``method="atbsn", distill=False``): what
+  ``train``'s default method gives in that budget, to decide whether ``train`` should default to
+  ``method="auto"`` (which differs only where the diagnostic picks D-BSN);
 * ``n2v``, ``n2v2``: careamics 0.3.5 trained for the budget (``benchmarks/n2v_peer.py``; its
   prediction comes on top);
 * ``bm3d`` (sigma from ``estimate_sigma``), ``jinv`` (scikit-image's J-invariant wavelet) and the
@@ -32,7 +37,9 @@ from pathlib import Path
 from _threads import limit_threads
 
 FIELDS = ["group", "image", "method", "psnr", "ssim", "seconds", "detail"]
-METHODS = ("noisy", "auto", "n2v", "n2v2", "bm3d", "jinv")
+METHODS = ("noisy", "auto", "auto_t30", "auto_t70", "atbsn", "n2v", "n2v2", "bm3d", "jinv")
+TITLES = {"noisy": "noisy", "auto": "auto", "auto_t30": "auto, teacher 30 %", "auto_t70": "auto, teacher 70 %",
+          "atbsn": "AT-BSN", "n2v": "N2V", "n2v2": "N2V2", "bm3d": "BM3D", "jinv": "J-inv"}
 
 
 def parse_args(argv=None):
@@ -48,6 +55,13 @@ def parse_args(argv=None):
     p.add_argument("--images", nargs="+", metavar="FRAGMENT", help="only the images whose name holds one of these")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/auto_quality.csv"))
     return p.parse_args(argv)
+
+
+def auto_detail(res) -> str:
+    """What auto chose, and the step of each model it kept (best by the held-out loss)."""
+    models = [m for m in (res.teacher, res.student) if m is not None]
+    steps = "/".join(str(m.config.training.get("steps", "?")) for m in models)
+    return f"{res.choices['method']}{'+student' if res.student is not None else ''} (best at step {steps})"
 
 
 def quality(args) -> None:
@@ -75,8 +89,13 @@ def quality(args) -> None:
                 out = noisy
             elif method == "auto":
                 res = bsd.auto_denoise(noisy, seconds=args.seconds, seed=0)
-                out = res.denoised
-                detail = f"{res.choices['method']}{'+student' if res.student is not None else ''}"
+                out, detail = res.denoised, auto_detail(res)
+            elif method in ("auto_t30", "auto_t70"):
+                res = bsd.auto_denoise(noisy, seconds=args.seconds, seed=0, teacher_fraction=int(method[-2:]) / 100)
+                out, detail = res.denoised, auto_detail(res)
+            elif method == "atbsn":
+                res = bsd.auto_denoise(noisy, seconds=args.seconds, seed=0, method="atbsn", distill=False)
+                out, detail = res.denoised, "atbsn"
             elif method in ("n2v", "n2v2"):
                 from n2v_peer import run_n2v
 
@@ -124,31 +143,34 @@ def budget(args) -> None:
 
 
 def table(path: Path) -> None:
-    """Per group: mean PSNR/SSIM of every method, and in how many images ``auto`` beats each peer."""
+    """Per image, and per group: mean PSNR/SSIM of every method, and in how many images ``auto`` beats
+    each peer (on the images that have ``noisy`` and ``auto``; a method missing there is left out, or
+    shown as -)."""
     import collections
 
     rows = list(csv.DictReader(open(path)))
     by = collections.defaultdict(dict)
     for r in rows:
         by[(r["group"], r["image"])][r["method"]] = r
+    by = {k: d for k, d in by.items() if "noisy" in d and "auto" in d}
     groups = sorted({g for g, _ in by})
-    print("| group | image | noisy | auto (what it chose) | N2V | N2V2 | BM3D | J-inv |\n|---|---|---|---|---|---|---|---|")
+    peers = [m for m in METHODS if m not in ("noisy", "auto") and any(m in d for d in by.values())]
+    print("| group | image | noisy | auto (what it chose) | " + " | ".join(TITLES[m] for m in peers) + " |")
+    print("|---" * (len(peers) + 4) + "|")
     for (g, image), d in sorted(by.items()):
-        if all(m in d for m in METHODS):
-            cells = " | ".join(f"{float(d[m]['psnr']):.2f}" for m in ("n2v", "n2v2", "bm3d", "jinv"))
-            print(f"| {g} | {image.split('/')[-1].rsplit('.', 1)[0]} | {float(d['noisy']['psnr']):.2f} | "
-                  f"**{float(d['auto']['psnr']):.2f}** ({d['auto']['detail']}) | {cells} |")
+        cells = " | ".join(f"{float(d[m]['psnr']):.2f}" if m in d else "-" for m in peers)
+        print(f"| {g} | {image.split('/')[-1].rsplit('.', 1)[0]} | {float(d['noisy']['psnr']):.2f} | "
+              f"**{float(d['auto']['psnr']):.2f}** ({d['auto']['detail']}) | {cells} |")
     for g in groups:
-        imgs = [d for (gg, _), d in by.items() if gg == g and all(m in d for m in METHODS)]
-        if not imgs:
-            continue
+        imgs = [d for (gg, _), d in by.items() if gg == g]
+        ran = [m for m in METHODS if all(m in d for d in imgs)]
         print(f"\n{g} ({len(imgs)} images)\n\n| method | PSNR | SSIM | s/image | auto wins |\n|---|---|---|---|---|")
-        for m in METHODS:
+        for m in ran:
             ps = [float(d[m]["psnr"]) for d in imgs]
             ss = [float(d[m]["ssim"]) for d in imgs]
             sec = [float(d[m]["seconds"]) for d in imgs]
             wins = sum(float(d["auto"]["psnr"]) > float(d[m]["psnr"]) for d in imgs)
-            print(f"| {m} | {sum(ps) / len(ps):.2f} | {sum(ss) / len(ss):.4f} | {sum(sec) / len(sec):.0f} | "
+            print(f"| {TITLES[m]} | {sum(ps) / len(ps):.2f} | {sum(ss) / len(ss):.4f} | {sum(sec) / len(sec):.0f} | "
                   f"{'' if m == 'auto' else f'{wins}/{len(imgs)}'} |")
 
 

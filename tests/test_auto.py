@@ -37,6 +37,16 @@ def test_the_budget_split_adds_up_and_follows_the_noise(images):
         assert p.result.choices["budget"] == plan and p.result.choices["method"] == method
 
 
+def test_a_forced_method_is_followed_and_recorded(images):
+    _, white, corr = images
+    p = AutoDenoiser(white, seconds=60, method="atbsn")  # pixel-independent noise, AT-BSN forced
+    assert p.method == "atbsn" and "chosen by the user" in p.result.choices["method_reason"]
+    p = AutoDenoiser(corr, seconds=60, method="dbsn")  # correlated noise, D-BSN forced: said to copy it
+    assert p.method == "dbsn" and not p.distill and "copies" in p.result.choices["method_reason"]
+    with pytest.raises(InputError, match="method must be one of 'auto', 'atbsn', 'dbsn'"):
+        AutoDenoiser(white, seconds=60, method="n2v")
+
+
 def test_auto_denoise_records_every_choice_and_beats_the_noisy_input(images):
     clean, _, corr = images
     res = bsd.auto_denoise(corr, seconds=24)
@@ -93,12 +103,13 @@ def test_cli_auto_writes_the_result_and_the_models(images, tmp_path, capsys):
     _, white, _ = images
     tifffile.imwrite(tmp_path / "in.tif", white)
     code = main(["auto", str(tmp_path / "in.tif"), "-o", str(tmp_path / "out.tif"), "--seconds", "12",
-                 "--save-models", str(tmp_path / "models"), "-q"])
+                 "--method", "atbsn", "--no-distill", "--save-models", str(tmp_path / "models"), "-q"])
     assert code == 0
     out = tifffile.imread(tmp_path / "out.tif")
     assert out.shape == white.shape and out.dtype == np.float32
     assert "wrote" in capsys.readouterr().out
     model = bsd.load_model(tmp_path / "models" / "in_teacher.safetensors")
-    assert model.method == "dbsn" and model.config.training["auto"]["distill"] is False
+    auto = model.config.training["auto"]  # the diagnostic says D-BSN here: the forced method is what ran
+    assert model.method == "atbsn" and "chosen by the user" in auto["method_reason"] and auto["distill"] is False
     assert not (tmp_path / "models" / "in_student.safetensors").exists()
     assert main(["auto", str(tmp_path / "in.tif"), "-o", str(tmp_path / "in.tif")]) == 2  # never the input

@@ -169,13 +169,16 @@ def test_auto_denoise_button_adds_the_result_and_the_models(make_napari_viewer, 
     w = _dock(viewer, "Train")
     assert w.auto_seconds.value() == bsd.api.DEFAULT_AUTO_SECONDS
     w.auto_seconds.setValue(30)
+    assert w.auto_method.currentText() == "auto"
+    w.auto_method.setCurrentText("dbsn")
     w.auto_button.click()
     assert w.busy and w.auto_stop_button.isEnabled() and not w.train_button.isEnabled()
     qtbot.waitUntil(lambda: not w.busy, timeout=120_000)
     out = viewer.layers["cells_denoised"]
     assert out.data.shape == data.shape and tuple(out.scale) == (0.5, 0.25) and tuple(out.units) == viewer.layers["cells"].units
     meta = out.metadata["napari_bsdenoise"]
-    assert meta["auto"]["method"] in ("atbsn", "dbsn") and meta["source_layer"] == "cells"
+    assert meta["auto"]["method"] == "dbsn" and "chosen by the user" in meta["auto"]["method_reason"]
+    assert meta["source_layer"] == "cells"
     assert any(name.startswith("cells auto teacher") for name in SESSION.names())
     assert "auto_denoise:" in w.auto_label.text()
 

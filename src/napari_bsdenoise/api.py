@@ -34,11 +34,11 @@ from .methods.bsgd.refine import refine
 from .methods.bsgd.training import make_bsgd_trainer, train_bsgd
 from .methods.student import make_distiller
 from .model import BlindSpotModel
-from .pipelines.auto import AutoDenoiser, AutoResult, auto_denoise
+from .pipelines.auto import AUTO_METHODS, AutoDenoiser, AutoResult, auto_denoise
 
 __all__ = [
     "DEFAULT_AUTO_SECONDS", "DEFAULT_AUTO_TEACHER_FRACTION",
-    "AutoDenoiser", "AutoResult", "auto_denoise",
+    "AUTO_METHODS", "AutoDenoiser", "AutoResult", "auto_denoise",
     "BSGD_METHOD", "BSGD_PRESETS", "DEFAULT_ANCHOR", "DEFAULT_GUIDANCE", "DEFAULT_REPLACE", "DEFAULT_ROUNDS", "DEFAULT_SAMPLING_STEPS",
     "DEFAULT_T_START", "DEFAULT_BATCH_SIZE", "DEFAULT_DISTILL_PATCH_SIZE", "DEFAULT_LEARNING_RATE", "DEFAULT_METHOD",
     "DEFAULT_PATCH_SIZE", "DEFAULT_STEPS", "MIN_TRAIN_SIDE", "TRAIN_METHODS", "Preview", "ProgressEvent",

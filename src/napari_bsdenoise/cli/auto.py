@@ -34,7 +34,7 @@ def run(args) -> int:
         check_png(out, img.data.dtype if dtype == "input" else np.float32, img.axes, img.data.shape)
     models = Path(args.save_models) if args.save_models else None
     kwargs = {k: v for k, v in {"teacher_fraction": args.teacher_fraction, "seed": args.seed}.items() if v is not None}
-    pipeline = AutoDenoiser(img.data, axes=img.axes, seconds=args.seconds, device=args.device,
+    pipeline = AutoDenoiser(img.data, axes=img.axes, seconds=args.seconds, method=args.method, device=args.device,
                             distill=False if args.no_distill else "auto", hot_pixels=args.hot_pixels, **kwargs)
     if not args.quiet:
         c = pipeline.result.choices
@@ -84,6 +84,8 @@ def add_parser(sub) -> None:
                    help="total wall time in seconds, inference included (default 240)")
     a.add_argument("--axes", help=AXES_HELP)
     a.add_argument("--save-models", metavar="DIR", help="also save the teacher (and student) models into DIR")
+    a.add_argument("--method", choices=["auto", "atbsn", "dbsn"], default="auto",
+                   help="auto (default): chosen by the noise diagnostic; atbsn or dbsn: forced")
     a.add_argument("--teacher-fraction", type=positive_float, metavar="F",
                    help="correlated noise: the teacher's share of the training time (default 0.5)")
     a.add_argument("--no-distill", action="store_true", help="no student: the teacher denoises")

@@ -32,13 +32,15 @@ from ..engine.denoise import denoise_array
 from ..engine.progress import ProgressEvent, iter_events, run_events
 from ..errors import InputError
 from ..inputs import check_image, check_trainable_size, sample_layout
-from ..methods.blindspot import make_blindspot_trainer, recommended_method
+from ..methods.blindspot import choose_method, make_blindspot_trainer, recommended_method
 from ..methods.student import make_distiller
 from ..model import BlindSpotModel
 
 #: Part of the budget kept free for what the plan cannot time in advance (validation passes, copies).
 MARGIN_FRACTION = 0.04
 MARGIN_SECONDS = 2.0
+#: What ``method=`` takes: the diagnostic's choice, or one forced.
+AUTO_METHODS = ("auto", "atbsn", "dbsn")
 #: Smallest useful training budget per stage (seconds).
 MIN_STAGE_SECONDS = 5.0
 
@@ -102,8 +104,8 @@ class AutoDenoiser:
     the models made so far at any time, and the denoised image at the end."""
 
     def __init__(self, image, *, axes: str | None = None, seconds: float = DEFAULT_AUTO_SECONDS,
-                 teacher_fraction: float = DEFAULT_AUTO_TEACHER_FRACTION, distill="auto", seed: int = 0,
-                 device=None, hot_pixels="auto"):
+                 method: str = "auto", teacher_fraction: float = DEFAULT_AUTO_TEACHER_FRACTION, distill="auto",
+                 seed: int = 0, device=None, hot_pixels="auto"):
         from ..device import resolve_device
         from ..noise import estimate_noise_correlation_samples
 
@@ -113,6 +115,8 @@ class AutoDenoiser:
             raise InputError(f"seconds must be a positive number, got {seconds!r}")
         if not (isinstance(teacher_fraction, (int, float)) and 0 < teacher_fraction <= 1):
             raise InputError(f"teacher_fraction must be in (0, 1], got {teacher_fraction!r}")
+        if method not in AUTO_METHODS:
+            raise InputError(f"method must be one of {', '.join(map(repr, AUTO_METHODS))}, got {method!r}")
         if distill not in ("auto", True, False):
             raise InputError(f"distill must be 'auto', True or False, got {distill!r}")
         self.layout = sample_layout(self.arr, axes, None)
@@ -121,10 +125,13 @@ class AutoDenoiser:
         self.device = resolve_device(device)
         self.noise = estimate_noise_correlation_samples(to_samples(self.arr, self.layout))
         t_noise = time.perf_counter() - self.t0
-        method = recommended_method(self.noise)
-        reason = ("the noise looks pixel-independent: a 1-pixel blind spot with a noise model" if method == "dbsn"
-                  else f"the noise looks spatially correlated over ~{self.noise.correlation_length} px: AT-BSN, "
-                       f"blind spots {self.noise.train_blind_spot}/{self.noise.inference_blind_spot}")
+        if method == "auto":
+            method = recommended_method(self.noise)
+            reason = ("the noise looks pixel-independent: a 1-pixel blind spot with a noise model" if method == "dbsn"
+                      else f"the noise looks spatially correlated over ~{self.noise.correlation_length} px: AT-BSN, "
+                           f"blind spots {self.noise.train_blind_spot}/{self.noise.inference_blind_spot}")
+        else:
+            reason = choose_method(method, "auto", self.noise)[1]
         # A student where it measured better at this budget (docs/auto.md): AT-BSN on strong correlated
         # noise (SIDD: +1.2 and +1.6 dB over the fused teacher).  Not on mild correlated noise (Nam: the
         # fused teacher 39.1 and 39.9 dB, a half-budget student 35.7 and 37.7), nor for D-BSN, whose fused
@@ -282,15 +289,18 @@ class AutoDenoiser:
 
 
 def auto_denoise(image, *, axes: str | None = None, seconds: float = DEFAULT_AUTO_SECONDS,
-                 teacher_fraction: float = DEFAULT_AUTO_TEACHER_FRACTION, distill="auto", seed: int = 0,
-                 device=None, hot_pixels="auto", callback=None) -> AutoResult:
+                 method: str = "auto", teacher_fraction: float = DEFAULT_AUTO_TEACHER_FRACTION, distill="auto",
+                 seed: int = 0, device=None, hot_pixels="auto", callback=None) -> AutoResult:
     """Denoise ``image`` in one call within ``seconds`` of wall time (see :class:`AutoDenoiser`).
+
+    ``method="auto"`` lets the noise diagnostic choose (D-BSN for pixel-independent noise, AT-BSN for
+    correlated noise); ``"atbsn"`` or ``"dbsn"`` forces one, and the rest of the plan follows it.
 
     ``callback`` is called with each :class:`ProgressEvent`; returning ``False`` stops: the result then
     has ``stopped=True``, the models trained so far and no denoised image.
     """
-    pipeline = AutoDenoiser(image, axes=axes, seconds=seconds, teacher_fraction=teacher_fraction, distill=distill,
-                            seed=seed, device=device, hot_pixels=hot_pixels)
+    pipeline = AutoDenoiser(image, axes=axes, seconds=seconds, method=method, teacher_fraction=teacher_fraction,
+                            distill=distill, seed=seed, device=device, hot_pixels=hot_pixels)
     try:
         return run_events(pipeline.run(), callback)
     except InterruptedError:  # stopped: the models so far, nothing denoised

@@ -47,10 +47,10 @@ def relay_events(gen, cancel: threading.Event):
         gen.close()
 
 
-def auto_events(data, axes: str, seconds: float, stop: threading.Event):
+def auto_events(data, axes: str, seconds: float, method: str, stop: threading.Event):
     """Worker body: :class:`napari_bsdenoise.api.AutoDenoiser` over ``data``; its events until done or
     ``stop`` is set (then the result holds the models trained so far); returns the result."""
-    pipeline = api.AutoDenoiser(data, axes=axes, seconds=seconds)
+    pipeline = api.AutoDenoiser(data, axes=axes, seconds=seconds, method=method)
     try:
         return (yield from relay_events(pipeline.run(), stop))
     except InterruptedError:

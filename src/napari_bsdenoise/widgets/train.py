@@ -129,7 +129,11 @@ class TrainWidget(Panel):
                                   "within the time budget; adds '<layer>_denoised' and the models to the session")
         self.auto_stop_button = button("Stop", lambda: self.auto_job.stop(),
                                        "Stop after the current step; the models trained so far are kept")
-        col.addLayout(hrow(label("Seconds"), self.auto_seconds, self.auto_button, self.auto_stop_button))
+        self.auto_method = combo(api.AUTO_METHODS, current="auto",
+                                 tip="auto: chosen by the noise diagnostic (D-BSN for pixel-independent noise, "
+                                     "AT-BSN + student for correlated noise); atbsn or dbsn: forced")
+        col.addLayout(hrow(label("Seconds"), self.auto_seconds, label("Method"), self.auto_method))
+        col.addLayout(hrow(self.auto_button, self.auto_stop_button))
         self.auto_job = self.add_job("auto denoising", col)
         self.auto_label = label("")
         col.addWidget(self.auto_label)
@@ -142,13 +146,13 @@ class TrainWidget(Panel):
         if api.is_lazy_input(data):
             raise InputError("Auto works on layers in memory; for a lazy (dask/zarr) layer train here, then use "
                              "the Denoise panel")
-        axes, seconds = self.axes(), float(self.auto_seconds.value())
+        axes, seconds, method = self.axes(), float(self.auto_seconds.value()), self.auto_method.currentText()
         meta_base = {"source_layer": layer.name, "axes": axes}
 
         def done(result):
             self._auto_done(layer, result, meta_base)
 
-        self.auto_job.start(auto_events, data, axes, seconds, message=f"Auto: {seconds:.0f} s on {layer.name!r}…",
+        self.auto_job.start(auto_events, data, axes, seconds, method, message=f"Auto: {seconds:.0f} s on {layer.name!r}…",
                             yielded=lambda ev: show_stage_event(ev, self.auto_job.progress, self.auto_job.status),
                             returned=done)
 
