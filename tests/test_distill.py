@@ -132,6 +132,21 @@ def test_mean_teacher_mode(teacher, rng):
     assert list(distiller)[-1].kind == "done"
 
 
+def test_per_batch_targets_are_the_teachers_outputs(teacher, rng):
+    """Per batch, the targets come from the teacher's inference form (nn/fast_atbsn.py): the same
+    function as the trained network, at every teacher blind spot."""
+    from napari_bsdenoise.nn.fast_atbsn import FastATBSN
+
+    img = rng.normal(100, 10, (48, 48)).astype(np.float32)
+    distiller = bsd.make_distiller(img, teacher, steps=2, precision="fp32", fusion=False, hot_pixels="keep", **TINY)
+    assert isinstance(distiller.teacher_form, FastATBSN)
+    x = torch.from_numpy(distiller.sampler.batch(3))
+    with torch.no_grad():
+        expected = [teacher.network.eval()(x, s) for s in distiller.blind_spots]
+    for got, want in zip(distiller.targets(x), expected):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
 def test_whole_image_targets_are_the_teachers_dihedral_mean(teacher, rng, monkeypatch):
     """Precomputed targets (``precompute=True``/``"auto"``) are each teacher's output on the whole image,
     averaged over the 8 dihedral transforms, and they travel with every crop as extra channels."""
