@@ -71,6 +71,18 @@ def test_sure_is_exact_with_the_true_noise_model(kind, sigma):
         assert white.gain_db() > true_gain + 1
 
 
+def test_the_default_crops_cover_a_512_image_whole():
+    """With two crops the estimate read only the left half of a 512x512 image, and the noise level on
+    its flat parts varied with the content (docs/safety.md); the default covers all of it."""
+    y = np.random.default_rng(0).normal(0, 0.1, (1, 1, 512, 512)).astype(np.float32)
+    knots = SimpleNamespace(intensities=((0.0,),), variances=((0.01,),))
+    risk = estimate_risk(_Blur(1.0), y, blind_spot=1, acf=np.pad([[1.0]], 4), knots=knots, device=torch.device("cpu"))
+    assert risk.pixels == 512 * 512
+    two = estimate_risk(_Blur(1.0), y, blind_spot=1, acf=np.pad([[1.0]], 4), knots=knots, device=torch.device("cpu"),
+                        crops=2)
+    assert two.pixels == 512 * 512 // 2
+
+
 def test_correlated_probe_has_the_autocorrelation():
     acf = _x_box_acf(2)
     b = correlated_probe((1, 1, 256, 256), acf, np.random.default_rng(1))[0, 0]

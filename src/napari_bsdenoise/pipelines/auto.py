@@ -30,6 +30,7 @@ from ..axes import to_samples
 from ..defaults import DEFAULT_AUTO_SECONDS, DEFAULT_AUTO_TEACHER_FRACTION
 from ..engine.denoise import denoise_array
 from ..engine.progress import ProgressEvent, iter_events, run_events
+from ..engine.sure import DEFAULT_CROP, DEFAULT_CROPS
 from ..errors import InputError
 from ..inputs import check_image, check_trainable_size, sample_layout
 from ..methods.blindspot import choose_method, make_blindspot_trainer, recommended_method
@@ -179,8 +180,8 @@ class AutoDenoiser:
                                                        **dict(spec.presets[preset])))
         s = 1 if method == "dbsn" else self.noise.inference_blind_spot
         per_px = _seconds_per_pixel(teacher, n_in, s, self.device)
-        # the safety check: at most three passes over at most two 256x256 crops (engine/safety.py)
-        check = 3 * per_px * min(pixels, 2 * 256 * 256)
+        # the safety check: at most three passes over its crops (engine/safety.py, engine/sure.py)
+        check = 3 * per_px * min(pixels, DEFAULT_CROPS * DEFAULT_CROP**2)
         if not self.distill:
             return 1.3 * (per_px * pixels + check)
         student = registry.build_network(NetworkConfig(method="student", in_channels=n_in, out_channels=n_in,
