@@ -134,6 +134,21 @@ def test_keeps_the_input_when_nothing_helps(correlated):
     assert report.chosen is None and report.to_dict()["chosen"] is None
 
 
+def test_the_input_is_kept_only_clearly_below_it():
+    """The estimate errs by 1-2 dB on mild real noise (docs/safety.md): a setting estimated slightly
+    below the input is still used (the best of them), the input is kept below -KEEP_INPUT_DB."""
+    from napari_bsdenoise.engine.safety import KEEP_INPUT_DB, Candidate, SafetyReport, fallback_choice
+
+    a, b = Candidate(3, "auto", -0.64, True), Candidate(3, False, -0.99, False)
+    assert fallback_choice([a, b]) is a and fallback_choice([b, a]) is a
+    report = SafetyReport(candidates=[a, b], chosen=a, fell_back=True)
+    assert not report.keeps_input and "within the check's error" in report.summary()
+    low = [Candidate(3, "auto", -KEEP_INPUT_DB, True), Candidate(1, "auto", -6.0, True)]
+    assert fallback_choice(low) is None
+    kept = SafetyReport(candidates=low, chosen=None, fell_back=True)
+    assert kept.keeps_input and "the input is kept unchanged" in kept.summary()
+
+
 def test_good_default_is_kept_and_check_can_be_skipped(correlated):
     noisy, clean = correlated
     model = bsd.train(noisy, steps=60, network="tiny", blind_spot=(1, 9), patch_size=48, batch_size=4)

@@ -242,7 +242,7 @@ class AutoDenoiser:
                 final = res.student
             res.choices["stopped_in"] = "inference"
             final, settings = self._checked(final)
-            if settings is None:  # no model is estimated to improve on the input: the input, unchanged
+            if settings is None:  # every setting estimated clearly below the input: the input, unchanged
                 from ..engine.safety import kept_input
 
                 res.denoised = kept_input(self.arr, final, axes=self.axes, hot_pixels=self.hot_pixels)
