@@ -84,7 +84,9 @@ def add_parser(sub) -> None:
                    help="total wall time in seconds, inference included (default 240)")
     a.add_argument("--axes", help=AXES_HELP)
     a.add_argument("--save-models", metavar="DIR", help="also save the teacher (and student) models into DIR")
-    a.add_argument("--method", choices=["auto", "atbsn", "dbsn"], default="auto",
+    from ..api import AUTO_METHODS
+
+    a.add_argument("--method", choices=AUTO_METHODS, default="auto",  # what the pipeline takes
                    help="auto (default): chosen by the noise diagnostic; atbsn or dbsn: forced")
     a.add_argument("--teacher-fraction", type=positive_float, metavar="F",
                    help="correlated noise: the teacher's share of the training time (default 0.5)")
