@@ -17,3 +17,13 @@ def limit_threads(threads: int) -> None:
     here = str(Path(__file__).resolve().parent)
     if here not in sys.path:
         sys.path.insert(0, here)
+
+
+def run_on_threads(run, args) -> int:
+    """``run(args)`` on ``args.threads`` threads (OpenMP/BLAS capped first, then torch's own pool)."""
+    limit_threads(args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    run(args)
+    return 0

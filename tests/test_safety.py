@@ -204,3 +204,32 @@ def test_sure_with_noise_correlated_across_channels():
 
     ref = estimate_risk(_Oracle(), y, probe=False, **kw)
     np.testing.assert_allclose(ref.channel_correlation(), corr, atol=0.05)
+
+
+def _acf_with_rings(rings):
+    """A (2L+1)^2 autocorrelation whose Chebyshev ring d holds rings[d - 1]."""
+    L = len(rings)
+    yy, xx = np.meshgrid(np.arange(-L, L + 1), np.arange(-L, L + 1), indexing="ij")
+    ring = np.maximum(np.abs(yy), np.abs(xx))
+    return np.where(ring == 0, 1.0, np.array([1.0, *rings])[ring]).tolist()
+
+
+@pytest.mark.parametrize("train,rings,expected", [
+    (3, [0.72, 0.42, 0.25, 0.16], 5),  # Nam d800_iso1600_3: two pixels away still 0.42
+    (3, [0.68, 0.27, 0.13, 0.10], 3),  # Nam 5dmark3_iso3200_1
+    (3, [0.9, 0.8, 0.7, 0.6], 9),  # correlated to the diagnostic's range: no further
+    (1, [0.05, 0.01, 0.0, 0.0], 1),  # pixel-independent
+    ((1, 9), [0.72, 0.42, 0.25, 0.16], (1, 9)),  # a rectangle is kept
+])
+def test_the_noise_level_is_read_beyond_the_correlated_neighbours(train, rings, expected):
+    """The safety check reads the image's noise level on the output at the training blind spot, widened
+    while the nearest pixels that output sees still carry strongly correlated noise (methods/atbsn.py)."""
+    from napari_bsdenoise import registry
+    from napari_bsdenoise.methods.atbsn import reference_blind_spot
+
+    cfg = SimpleNamespace(train_blind_spot=train, noise={"autocorrelation": _acf_with_rings(rings)},
+                          network=SimpleNamespace(spatial_dims=2))
+    assert reference_blind_spot(cfg) == expected
+    assert registry.get("atbsn").reference(cfg) == (expected, False)
+    cfg.noise = None
+    assert reference_blind_spot(cfg) == train

@@ -50,6 +50,35 @@ def fusion(model, blind_spot: int, norm, mode):
     return fusion_params(cfg.noise, norm.mean, norm.std, cfg.network.in_channels), None
 
 
+#: The safety check reads the image's noise level on the output at the training blind spot, widened while
+#: the nearest pixels it sees still carry noise correlated by more than this (that output copies part of
+#: the noise, and the level reads low).  Measured (docs/safety.md): Nam d800_iso1600_3 (correlation 0.42
+#: two pixels away) trains at the mild-noise cap 3; its noise level read at 3 was 0.53 of the diagnostic's
+#: and a +1.42 dB model was estimated at -0.33 dB, read at 5 (0.64) at +0.74.  5dmark3_iso3200_1 (0.27):
+#: 3 is right (+2.17 estimated, +1.92 true), 5 optimistic by 0.75 dB.
+REFERENCE_CORRELATION = 0.3
+
+
+def reference_blind_spot(cfg):
+    """The blind spot whose output (unfused) the safety check reads the image's noise level on
+    (:func:`napari_bsdenoise.engine.safety.image_noise`): the training one, widened (by 2, up to the
+    diagnostic's range) while the nearest ring of pixels it sees correlates by more than
+    :data:`REFERENCE_CORRELATION`.  A ``(y, x)`` or 3-D training blind spot is kept as it is."""
+    import numpy as np
+
+    s = cfg.train_blind_spot
+    acf = (cfg.noise or {}).get("autocorrelation")
+    if isinstance(s, tuple) or acf is None or cfg.network.spatial_dims != 2 or s < 1:
+        return s
+    a = np.abs(np.asarray(acf, float))
+    L = (a.shape[0] - 1) // 2
+    yy, xx = np.meshgrid(np.arange(-L, L + 1), np.arange(-L, L + 1), indexing="ij")
+    ring = np.maximum(np.abs(yy), np.abs(xx))
+    while (s + 1) // 2 <= L and a[ring == (s + 1) // 2].max() > REFERENCE_CORRELATION:
+        s += 2
+    return s
+
+
 def describe(model) -> str:
     c = model.config
     fused = ""
@@ -73,7 +102,7 @@ METHOD = Method(
     student_network=lambda cfg: {"width": cfg.network.width, "depth": cfg.network.depth},
     teacher_warm_start=True,
     # without the fusion, then the training blind spot (it hides all the noise correlation it was trained on)
-    reference=lambda cfg: (cfg.train_blind_spot, False),
+    reference=lambda cfg: (reference_blind_spot(cfg), False),
     fallbacks=lambda cfg: [(cfg.inference_blind_spot, False), (cfg.train_blind_spot, "auto"),
                            (cfg.train_blind_spot, False)],
     no_fusion_reason="",
