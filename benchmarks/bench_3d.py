@@ -16,8 +16,11 @@ Methods (``--methods``, default all):
   ``n2v2_3d``: its N2V2 (not in the default list);
 * ``bsd2d``: ``bsd.train(volume, axes="ZYX", spatial_dims=2, seconds=S, seed=0)`` then
   ``bsd.denoise(volume, model, axes="ZYX")`` (a 2-D network on the Y-X slices);
-* ``bsd3d``: the same with ``spatial_dims=3`` (native 3-D network).  If the package cannot do it yet
-  the error is recorded in the row's ``info`` (empty psnr) and the row is retried by the next run;
+* ``bsd3d``: the same with ``spatial_dims=3`` and the full 3-D network (``network=NET_3D``).  If the
+  package cannot do it the error is recorded in the row's ``info`` (empty psnr) and the row is retried
+  by the next run;
+* ``bsd25d``: the same with the 2.5-D network (``network=NET_25D``: each plane blind, two planes on
+  each side seen whole);
 * ``bm3d_slices``: BM3D ('np' profile) on each Z slice, sigma from ``estimate_sigma`` per slice, on the
   slice mapped linearly to 0-255 by the noisy volume's 0.1-99.9 percentiles (not clipped; mapped back);
 * ``bm4d``: ``bm4d.bm4d`` on the whole volume with one sigma from ``estimate_sigma`` (a user's default:
@@ -39,9 +42,9 @@ from pathlib import Path
 
 from _threads import limit_threads
 
-METHODS = ("noisy", "n2v3d", "bsd2d", "bsd3d", "bm3d_slices", "bm4d")
+METHODS = ("noisy", "n2v3d", "bsd2d", "bsd3d", "bsd25d", "bm3d_slices", "bm4d")
 EXTRA_METHODS = ("n2v2_3d",)
-LEARNED = ("n2v3d", "n2v2_3d", "bsd2d", "bsd3d")
+LEARNED = ("n2v3d", "n2v2_3d", "bsd2d", "bsd3d", "bsd25d")
 DEFAULT_OUT = Path("benchmarks/results/volumes3d.csv")
 
 
@@ -80,9 +83,15 @@ def _bsd_info(model, spatial_dims: int) -> dict:
             for k, v in info.items()}
 
 
-def run_bsd(volume, seconds: float, spatial_dims: int):
+#: ``bsd3d``: the full 3-D network's tiny size; ``bsd25d``: the 2.5-D network (nn/atbsn25d.py) at the 2-D
+#: tiny preset's size, two planes seen on each side (given explicitly, whatever the volume presets are).
+NET_3D = {"width": 8, "depth": 2}
+NET_25D = {"width": 16, "depth": 3, "z_context": 2}
+
+
+def run_bsd(volume, seconds: float, spatial_dims: int, network="auto"):
     bsd = _import_bsd()
-    model = bsd.train(volume, axes="ZYX", spatial_dims=spatial_dims, seconds=seconds, seed=0)
+    model = bsd.train(volume, axes="ZYX", spatial_dims=spatial_dims, seconds=seconds, seed=0, network=network)
     out = bsd.denoise(volume, model, axes="ZYX")
     return out, _bsd_info(model, spatial_dims)
 
@@ -171,8 +180,12 @@ def run(args) -> None:
                                           threads=args.threads)
                     info = {k: info[k] for k in ("steps", "ckpt_step", "train_s", "predict_s", "patch_size",
                                                   "batch_size", "n_val_patches", "tile_size", "careamics")}
-                elif method in ("bsd2d", "bsd3d"):
-                    out, info = run_bsd(noisy, args.seconds, 2 if method == "bsd2d" else 3)
+                elif method == "bsd2d":
+                    out, info = run_bsd(noisy, args.seconds, 2)
+                elif method == "bsd3d":
+                    out, info = run_bsd(noisy, args.seconds, 3, NET_3D)
+                elif method == "bsd25d":
+                    out, info = run_bsd(noisy, args.seconds, 3, NET_25D)
                 elif method == "bm3d_slices":
                     out, info = run_bm3d_slices(noisy)
                 elif method == "bm4d":

@@ -138,6 +138,7 @@ def test_cli_trains_and_applies_a_3d_model(tmp_path, capsys):
                  "--blind-spot", "1x3x3", "-q"]) == 0
     m = bsd.load_model(model)
     assert m.config.network.spatial_dims == 3 and m.config.train_blind_spot == (1, 3, 3)
+    assert m.config.network.z_context == 2  # the default volume network: 2.5-D
     assert main(["denoise", str(model), str(tif), "-o", str(out), "--blind-spot", "1x1x1", "-q"]) == 0
     assert tifffile.imread(out).shape == (16, 40, 36)
 
@@ -157,3 +158,74 @@ def test_z_correlation_estimate_is_exact_and_ignores_smooth_signal():
     pair = (white + np.roll(white, 1, axis=0)) / np.sqrt(2)
     z = z_noise_correlation((signal + pair)[None, None])
     assert abs(z.lags[0] - 0.5) < 0.05 and z.length == 1 and (z.train_side, z.inference_side) == (3, 3)
+
+
+NET_25D = {"width": 4, "depth": 1, "z_context": 1}
+
+
+@pytest.fixture(scope="module")
+def model25d():
+    return bsd.train(_volume(), axes="ZYX", spatial_dims=3, network=NET_25D, steps=2, seed=0)
+
+
+def test_a_volume_trains_a_25d_network(model25d):
+    cfg = model25d.config
+    assert type(model25d.network).__name__ == "ATBSN25D" and cfg.network.z_context == 1
+    assert cfg.training["patch_depth"] == 2 + 4  # the 4 planes the loss counts and one on each side
+    assert cfg.training["patch_size"] == 36  # 2-D patches (64, cut to the image), not the 3-D network's 32
+    assert "2.5-D" in model25d.summary()
+
+
+def test_25d_denoise_hides_the_voxel_and_sees_the_planes_beside_it(model25d):
+    vol = _volume()
+    out = bsd.denoise(vol, model25d, axes="ZYX")
+    poked = vol.copy()
+    poked[8, 20, 18] += 500
+    diff = np.abs(bsd.denoise(poked, model25d, axes="ZYX") - out)
+    assert diff[8, 20, 18] < 1e-3
+    for nb in ((7, 20, 18), (9, 20, 18), (8, 19, 18), (8, 21, 18), (8, 20, 17), (8, 20, 19)):
+        assert diff[nb] > 1e-3, nb
+    assert diff[6].max() < 1e-6 and diff[10].max() < 1e-6  # one plane of context on each side, no more
+
+
+def test_25d_tiled_equals_untiled_and_file_round_trip(model25d, tmp_path):
+    vol = _volume((16, 96, 40), seed=1)
+    whole = bsd.denoise(vol, model25d, axes="ZYX", tile_size=512)
+    np.testing.assert_allclose(bsd.denoise(vol, model25d, axes="ZYX", tile_size=8), whole, atol=1e-4)
+    model25d.save(tmp_path / "v.safetensors")
+    back = bsd.load_model(tmp_path / "v.safetensors")
+    assert back.config.network.z_context == 1
+    np.testing.assert_array_equal(bsd.denoise(vol, back, axes="ZYX", tile_size=512), whole)
+
+
+def test_25d_z_correlated_noise_keeps_its_z_side_at_inference():
+    """The context planes sit just beyond the training Z side, so inference keeps that side."""
+    m = bsd.train(_volume((32, 48, 48), z_kernel=3), axes="ZYX", spatial_dims=3, network=NET_25D, steps=1)
+    z = m.config.train_blind_spot[0]
+    assert z >= 3 and m.config.inference_blind_spot[0] == z
+    assert m.network.context_offsets(m.config.inference_blind_spot)[-1] == (z + 1) // 2
+
+
+def test_z_context_needs_a_3d_network():
+    with pytest.raises(InputError, match="z_context"):
+        bsd.train(_volume()[0], network=NET_25D, steps=1)
+    with pytest.raises(InputError, match="z_context"):
+        bsd.train(_volume(), axes="ZYX", spatial_dims=3, network={**NET_25D, "z_context": -1}, steps=1)
+
+
+def test_volume_presets_choose_the_network(tmp_path):
+    """The volume sizes are the 2.5-D network; ``*-full3d`` the full 3-D one, for volumes only (API and CLI)."""
+    from napari_bsdenoise.cli import main
+
+    vol = _volume()
+    assert type(bsd.train(vol, axes="ZYX", spatial_dims=3, steps=1).network).__name__ == "ATBSN25D"
+    full = bsd.train(vol, axes="ZYX", spatial_dims=3, network="tiny-full3d", steps=1)
+    assert type(full.network).__name__ == "ATBSN3D" and (full.config.network.width, full.config.network.depth) == (8, 2)
+    with pytest.raises(InputError, match="network must be one of"):
+        bsd.train(vol[0], network="tiny-full3d", steps=1)
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "v.tif", vol.astype(np.uint16), imagej=True, metadata={"axes": "ZYX"})
+    assert main(["train", str(tmp_path / "v.tif"), "-o", str(tmp_path / "f.safetensors"),
+                 "--spatial-dims", "3", "--network", "tiny-full3d", "--steps", "1", "-q"]) == 0
+    assert bsd.load_model(tmp_path / "f.safetensors").config.network.z_context == 0

@@ -28,6 +28,7 @@ def test_train_a_3d_network_and_denoise_the_volume(make_napari_viewer, qtbot):
     model = w.model
     assert model is not None and model.config.network.spatial_dims == 3
     assert model.config.train_blind_spot == (1, 3, 3) and "3-D" in w.model_label.text() + model.summary()
+    assert type(model.network).__name__ == "ATBSN25D" and "2.5-D" in model.summary()  # the default volume network
 
     d = _dock(viewer, "Denoise")
     assert d.model() is model
@@ -37,6 +38,9 @@ def test_train_a_3d_network_and_denoise_the_volume(make_napari_viewer, qtbot):
     out = _check_output(viewer, layer, "stack_denoised", model, 1, "ZYX")
     np.testing.assert_allclose(out.data, bsd.denoise(data, model, axes="ZYX", blind_spot=1), atol=1e-4)
     np.testing.assert_array_equal(layer.data, before)
+    w.advanced.setChecked(True)  # the full 3-D network is a choice of the Network box
+    w.network_combo.setCurrentText("tiny-full3d")
+    assert w.training_kwargs()["network"] == "tiny-full3d"
 
 
 def test_the_choice_needs_a_z_axis(make_napari_viewer):

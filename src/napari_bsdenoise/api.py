@@ -142,9 +142,11 @@ def train(image, *, callback=None, **kwargs) -> BlindSpotModel:
         a 3-D network 32 and 4 with ``patch_depth=16`` slices).
     spatial_dims : {2, 3, "auto"}
         AT-BSN: ``2`` (default) trains a 2-D network on the Y-X slices (Z and T are samples); ``3`` a
-        3-D network on Z-Y-X volumes (:class:`~napari_bsdenoise.nn.atbsn3d.ATBSN3D`, a ``(z, y, x)``
-        blind box: ``blind_spot="auto"`` also measures the noise correlation along Z), recorded in the
-        model.  ``"auto"``: 3 for AT-BSN on data with at least 16 Z slices, else 2.  A 3-D model has no
+        network on Z-Y-X volumes with a ``(z, y, x)`` blind box (``blind_spot="auto"`` also measures the
+        noise correlation along Z), recorded in the model: by default the 2.5-D network
+        (:class:`~napari_bsdenoise.nn.atbsn25d.ATBSN25D`: each plane blind, two planes on each side
+        beyond the Z side seen whole), with ``network="tiny-full3d"`` (``small-``, ``paper-``) the
+        full 3-D one (:class:`~napari_bsdenoise.nn.atbsn3d.ATBSN3D`).  ``"auto"``: 3 for AT-BSN on data with at least 16 Z slices, else 2.  A 3-D model has no
         noisy-input fusion, hot-pixel repair or safety check yet, and denoises in memory.
     precision : {"auto", "fp32", "bf16"}
         Autocast precision.

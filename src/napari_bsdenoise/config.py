@@ -21,13 +21,20 @@ NETWORK_PRESETS: dict[str, dict[str, int]] = {
     "small": {"width": 32, "depth": 4},
     "paper": {"width": 48, "depth": 5},
 }
-# The 3-D AT-BSN (spatial_dims=3): a 3x3x3 convolution costs 3x a 3x3 one and six looks run instead of
-# four, so the volume presets are narrower and shallower (each level pools Z too: Z is padded to 2**depth).
+# Volumes (spatial_dims=3): the 2.5-D AT-BSN (nn/atbsn25d.py: each plane blind, z_context planes on each
+# side seen whole) at the 2-D sizes, ahead of the full 3-D network at equal time (docs/volumes.md); and,
+# "-full3d", the full 3-D network, narrower and shallower: a 3x3x3 convolution costs 3x a 3x3 one, six
+# looks run instead of four, and each level pools Z too (Z is padded to 2**depth).
 NETWORK_PRESETS_3D: dict[str, dict[str, int]] = {
-    "tiny": {"width": 8, "depth": 2},  # 37.9 dB vs 37.5 for width 12 at 120 s on membranes_pg (docs/volumes.md)
-    "small": {"width": 16, "depth": 3},
-    "paper": {"width": 32, "depth": 4},
+    "tiny": {"width": 16, "depth": 3, "z_context": 2},  # z_context 1 / 2 / 3: 38.67 / 38.98 / 38.80 dB
+    "small": {"width": 32, "depth": 4, "z_context": 2},
+    "paper": {"width": 48, "depth": 5, "z_context": 2},
+    "tiny-full3d": {"width": 8, "depth": 2},  # 37.9 dB vs 37.5 for width 12 at 120 s on membranes_pg
+    "small-full3d": {"width": 16, "depth": 3},
+    "paper-full3d": {"width": 32, "depth": 4},
 }
+#: Network names that only volumes take (the CLI's and the Train panel's choices).
+VOLUME_PRESETS = tuple(k for k in NETWORK_PRESETS_3D if k not in NETWORK_PRESETS)
 # The same preset names for D-BSN (method="dbsn"): (branch width, dilated blocks per branch).  "tiny"
 # trains at ~5 steps/s (batch 8 of 64x64 grey patches, one CPU thread); "paper" has the official
 # width and depth (with lighter blocks than the official 6.6 M-parameter network).
@@ -52,6 +59,7 @@ class NetworkConfig:
     width: int = 32
     depth: int = 4
     spatial_dims: int = 2  # 2: slices (Z and T are samples); 3: volumes, Z is a network axis
+    z_context: int = 0  # 3-D only: planes seen whole on each side (the 2.5-D network); 0: the full 3-D one
 
     def validate(self) -> NetworkConfig:
         spec = registry.get(self.method)  # an InputError naming the registered methods
@@ -62,6 +70,11 @@ class NetworkConfig:
         if self.spatial_dims not in spec.spatial_dims:
             raise InputError(f"method {self.method!r} has no {self.spatial_dims}-D network (spatial_dims "
                              f"{' or '.join(map(str, spec.spatial_dims))}); 3-D volumes train with method='atbsn'")
+        if isinstance(self.z_context, bool) or not isinstance(self.z_context, int) or self.z_context < 0:
+            raise InputError(f"network z_context must be a non-negative integer, got {self.z_context!r}")
+        if self.z_context and self.spatial_dims != 3:
+            raise InputError(f"network z_context={self.z_context} (planes seen on each side) needs a 3-D network "
+                             "(spatial_dims=3)")
         return self
 
 

@@ -67,7 +67,10 @@ class BlindSpotModel:
         lines = [
             f"napari-bsdenoise model ({c.network.method}), {self.n_parameters / 1e6:.3f} M parameters, "
             f"width {c.network.width}, depth {c.network.depth}, {c.network.in_channels} channel(s) in"
-            + (", 3-D (Z, Y, X volumes)" if c.network.spatial_dims == 3 else ""),
+            + ("" if c.network.spatial_dims != 3 else
+               f", 2.5-D network for 3-D volumes (Z, Y, X; each plane blind, {c.network.z_context} plane(s) on each "
+               "side seen whole)"
+               if c.network.z_context else ", 3-D (Z, Y, X volumes)"),
             registry.get(c.network.method).describe(self),
             f"data axes {c.axes}, channels {c.channel_mode}, loss {c.loss}, "
             f"normalisation mean {[round(m, 4) for m in c.normalization.mean]} std "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..io.images import check_input_file
-from ..config import format_blind_spot
+from ..config import NETWORK_PRESETS, VOLUME_PRESETS, format_blind_spot
 from .common import (
     AXES_HELP,
     DEVICE_HELP,
@@ -76,7 +76,10 @@ def add_parser(sub) -> None:
                    "spot with a noise model, fused with the noisy pixel (pixel-independent noise); auto: "
                    "chosen by the noise diagnostic; bsgd: diffusion branches for 'refine' (experimental)")
     t.add_argument("--guide", metavar="MODEL", help="with --method bsgd: the blind-spot model to refine")
-    t.add_argument("--network", choices=["auto", "tiny", "small", "paper"], help="network size (default auto: tiny on CPU, small on GPU)")
+    t.add_argument("--network", choices=["auto", *NETWORK_PRESETS, *VOLUME_PRESETS],
+                   help="network size (default auto: tiny on CPU, small on GPU); for --spatial-dims 3 the sizes "
+                   "are the 2.5-D network (each plane blind, two planes on each side seen whole) and "
+                   "*-full3d the full 3-D one")
     t.add_argument("--loss", choices=["auto", "l1", "l2", "nll"],
                    help="auto: L1 for RGB photos, L2 otherwise, NLL for D-BSN")
     t.add_argument("--seed", type=int_arg, help="random seed (default 0)")

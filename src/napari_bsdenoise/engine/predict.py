@@ -135,17 +135,24 @@ def _predict_volumes(network, data: np.ndarray, *, blind_spot, device, precision
 
     n = data.shape[0]
     size = data.shape[2:]
+    given = halo
     tile, halo = tile_plan(network, blind_spot, tile, halo)
+    halos = (halo,) * 3
+    if given is None and hasattr(network, "receptive_radii"):  # a 2.5-D network reaches a few planes along Z
+        multiple = getattr(network, "multiple", 1)
+        halos = tuple(-(-r // multiple) * multiple for r in network.receptive_radii(blind_spot))
     starts = list(itertools.product(*(tile_starts(s, tile) for s in size)))
     out = None
     total, done = n * len(starts), 0
-    network = network.to(device).eval()
+    from ..nn.fast_unet import inference_form
+
+    network = inference_form(network.to(device).eval(), precision)  # (the 2.5-D network's fast form)
     with torch.no_grad(), autocast(device, precision):
         for i in range(n):
             for start in starts:
                 stop = [min(a + tile, s) for a, s in zip(start, size)]
-                lo = [max(0, a - halo) for a in start]
-                hi = [min(s, b + halo) for b, s in zip(stop, size)]
+                lo = [max(0, a - r) for a, r in zip(start, halos)]
+                hi = [min(s, b + r) for b, s, r in zip(stop, size, halos)]
                 window = (i, slice(None)) + tuple(slice(a, b) for a, b in zip(lo, hi))
                 x = torch.from_numpy(np.ascontiguousarray(data[window])[None]).to(device)
                 pred = network(x, blind_spot).float().cpu().numpy()[0]

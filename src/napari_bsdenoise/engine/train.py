@@ -65,7 +65,11 @@ class Trainer:
         self.net = copy.deepcopy(model.network).to(device)
         # channels-last convolutions are faster on the CPU (measured 1.3x for the 3-D network too)
         self.memory_format = torch.channels_last_3d if data.ndim == 5 else torch.channels_last
-        if device.type == "cpu":
+        if hasattr(self.net, "training_planes"):  # 2.5-D: 2-D convolutions of the planes of 3-D patches
+            self.memory_format = torch.contiguous_format
+            if device.type == "cpu":
+                self.net = self.net.to(memory_format=torch.channels_last)
+        elif device.type == "cpu":
             self.net = self.net.to(memory_format=self.memory_format)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=learning_rate)
         self.val_batch = torch.from_numpy(self.sampler.validation_patches()).to(device)
@@ -84,8 +88,14 @@ class Trainer:
 
     def _batch_loss(self, x):
         """Self-supervised loss: the prediction at the training blind spot against the noisy input."""
+        s = self.config.train_blind_spot
+        planes = getattr(self.net, "training_planes", None)
         with autocast(self.device, self.precision):
-            pred = self.net(x, self.config.train_blind_spot)
+            if planes is None:
+                pred = self.net(x, s)
+            else:  # a 2.5-D network: only the planes whose Z context lies in the patch (nn/atbsn25d.py)
+                region = planes(x.shape[2], s)
+                pred, x = self.net(x, s, planes=region), x[:, :, region]
         return self._loss(pred.float(), x)
 
     def _method_note(self) -> str:

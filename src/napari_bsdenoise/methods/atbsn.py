@@ -20,6 +20,10 @@ NAME = "atbsn"
 
 
 def build_network(cfg):
+    if cfg.spatial_dims == 3 and cfg.z_context:
+        from ..nn.atbsn25d import ATBSN25D
+
+        return ATBSN25D(cfg.in_channels, cfg.out_channels, width=cfg.width, depth=cfg.depth, z_context=cfg.z_context)
     if cfg.spatial_dims == 3:
         from ..nn.atbsn3d import ATBSN3D
 

@@ -113,8 +113,10 @@ def make_blindspot_trainer(
     arr = check_image(image)
     spatial_dims = resolve_spatial_dims(spatial_dims, arr, axes, method, model)
     volumes = spatial_dims == 3
-    patch_size = patch_size or (DEFAULT_PATCH_SIZE_3D if volumes else DEFAULT_PATCH_SIZE)
-    batch_size = batch_size or (DEFAULT_BATCH_SIZE_3D if volumes else DEFAULT_BATCH_SIZE)
+    planar = volumes and z_context_of(network, model) > 0  # the 2.5-D network: 2-D patches, a few planes deep
+    patch_size = patch_size or (DEFAULT_PATCH_SIZE_3D if volumes and not planar else DEFAULT_PATCH_SIZE)
+    batch_size = batch_size or (DEFAULT_BATCH_SIZE_25D if planar else DEFAULT_BATCH_SIZE_3D if volumes
+                                else DEFAULT_BATCH_SIZE)
     steps = check_budget(steps, seconds, patch_size, batch_size, learning_rate)
     layout = sample_layout(arr, axes, channels, spatial_dims)
     check_trainable_size(layout)
@@ -150,7 +152,8 @@ def make_blindspot_trainer(
     rules: BlindSpotTraining = spec.extras["training"]
     s_train, s_inf = rules.blind_spots(blind_spot, s_train, inference_blind_spot, noise)
     if volumes:
-        s_train, s_inf = volume_blind_spots(blind_spot, s_train, s_inf, inference_blind_spot, z_noise)
+        s_train, s_inf = volume_blind_spots(blind_spot, s_train, s_inf, inference_blind_spot, z_noise,
+                                            keep_z=planar)
     elif isinstance(s_train, tuple) and len(s_train) == 3:
         raise InputError(f"a (z, y, x) blind spot {s_train} needs a 3-D network (spatial_dims=3)")
     *sz, sy, sx = blind_spot_sides(s_train, spatial_dims)
@@ -218,7 +221,10 @@ def make_blindspot_trainer(
     # 32-px patches most of what a branch sees is padding and training fails
     patch_size = max(patch_size, 8 * max(sy, sx))
     extra = {}
-    if volumes:  # patches as deep as 4 blind spots along Z, or the volume
+    if planar:  # the planes the loss counts and the context planes on both sides (nn/atbsn25d.py)
+        reach = max(1, (sz[0] + 1) // 2) + config.network.z_context - 1
+        extra["patch_depth"] = min(layout.n_slices, patch_depth or 2 * reach + DEFAULT_PLANES_25D)
+    elif volumes:  # patches as deep as 4 blind spots along Z, or the volume
         extra["patch_depth"] = min(layout.n_slices, max(patch_depth or DEFAULT_PATCH_DEPTH, 4 * sz[0]))
     return rules.trainer(
         data,
@@ -233,6 +239,20 @@ def make_blindspot_trainer(
 AUTO_3D_SLICES = 16
 MIN_TRAIN_SLICES = 8
 DEFAULT_PATCH_SIZE_3D, DEFAULT_PATCH_DEPTH, DEFAULT_BATCH_SIZE_3D = 32, 16, 4  # 16k voxels, 4 per step
+#: Planes of a 2.5-D training patch that the loss counts (besides their context), and patches per step:
+#: 2 x 4 planes of 64x64, a 2-D step's 8 (a step then costs 1.15x a 2-D one; with 4 patches 2.5x).
+DEFAULT_PLANES_25D, DEFAULT_BATCH_SIZE_25D = 4, 2
+
+
+def z_context_of(network, model) -> int:
+    """The ``z_context`` (planes seen whole on each side) that ``network`` (a volume preset name or a
+    dict) or a continued ``model`` gives; 0 for the full 3-D network."""
+    if model is not None:
+        return int(getattr(model.config.network, "z_context", 0))
+    if isinstance(network, dict):
+        return int(network.get("z_context", 0) or 0)
+    preset = NETWORK_PRESETS_3D.get("tiny" if network == "auto" else network, {})
+    return int(preset.get("z_context", 0))
 
 
 def resolve_spatial_dims(spatial_dims, arr, axes, method, model) -> int:
@@ -255,10 +275,12 @@ def resolve_spatial_dims(spatial_dims, arr, axes, method, model) -> int:
     return int(spatial_dims)
 
 
-def volume_blind_spots(blind_spot, s_train, s_inf, inference_blind_spot, z_noise):
+def volume_blind_spots(blind_spot, s_train, s_inf, inference_blind_spot, z_noise, *, keep_z: bool = False):
     """The ``(z, y, x)`` blind spots of a 3-D network: the in-plane sides of ``s_train``/``s_inf`` and, for
     ``blind_spot="auto"``, Z sides from the noise correlation between slices
-    (:func:`~napari_bsdenoise.noise.estimate.z_noise_correlation`); a given cube or box is kept as it is."""
+    (:func:`~napari_bsdenoise.noise.estimate.z_noise_correlation`); a given cube or box is kept as it is.
+    ``keep_z`` (the 2.5-D network, whose context planes sit just beyond the Z side) infers at the
+    training Z side."""
     if isinstance(blind_spot, str):  # "auto" (the caller refused any other string)
         z_train, z_inf = z_noise.train_side, z_noise.inference_side
     else:  # the given blind spot (``s_train``, checked) keeps its Z side
@@ -267,7 +289,7 @@ def volume_blind_spots(blind_spot, s_train, s_inf, inference_blind_spot, z_noise
     if inference_blind_spot is not None:
         return train, check_blind_spot(inference_blind_spot)
     inf = blind_spot_sides(s_inf, 3)
-    z = inf[0] if isinstance(s_inf, tuple) and len(s_inf) == 3 else min(z_inf, z_train)
+    z = inf[0] if isinstance(s_inf, tuple) and len(s_inf) == 3 else (z_train if keep_z else min(z_inf, z_train))
     return train, check_blind_spot((z,) + inf[1:])
 
 

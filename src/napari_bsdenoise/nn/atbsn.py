@@ -107,13 +107,18 @@ class ATBSN(nn.Module):
                 feats[k] = chunk
         return feats  # type: ignore[return-value]
 
-    def head_from_features(self, feats: list[torch.Tensor], blind_spot: int, size: tuple[int, int]) -> torch.Tensor:
-        """Apply the final shift for ``blind_spot``, rotate back and fuse."""
+    def branches(self, feats: list[torch.Tensor], blind_spot: int, size: tuple[int, int]) -> torch.Tensor:
+        """The four rotations' features shifted for ``blind_spot``, rotated back, concatenated and cropped
+        to ``size``: what the head fuses."""
         dy, dx = blind_spot_shifts(blind_spot)
         h, w = size
         # rotations 0 and 2 look up and down (their rows are the image's rows), 1 and 3 left and right
-        branches = [torch.rot90(shift_down(f, dx if k % 2 else dy), -k, dims=(2, 3)) for k, f in enumerate(feats)]
-        return self.head(torch.cat(branches, dim=1)[:, :, :h, :w])
+        out = [torch.rot90(shift_down(f, dx if k % 2 else dy), -k, dims=(2, 3)) for k, f in enumerate(feats)]
+        return torch.cat(out, dim=1)[:, :, :h, :w]
+
+    def head_from_features(self, feats: list[torch.Tensor], blind_spot: int, size: tuple[int, int]) -> torch.Tensor:
+        """Apply the final shift for ``blind_spot``, rotate back and fuse."""
+        return self.head(self.branches(feats, blind_spot, size))
 
     def forward(self, x: torch.Tensor, blind_spot: int = 1) -> torch.Tensor:
         return self.head_from_features(self.features(x), blind_spot, tuple(x.shape[-2:]))

@@ -105,4 +105,9 @@ def inference_form(network: nn.Module, precision: str = "fp32") -> nn.Module:
     if type(network) is ATBSN:  # (not the BSGD branch, which subclasses it with a time embedding)
         device = network.head[0].weight.device
         return FastATBSN(network, dtype=dtype, channels_last=device.type != "mps").to(device)
+    from .atbsn25d import ATBSN25D, FastATBSN25D
+
+    if type(network) is ATBSN25D:
+        device = network.head[0].weight.device
+        return FastATBSN25D(network, dtype=dtype, channels_last=device.type != "mps").to(device)
     return network

@@ -14,6 +14,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QVBoxLayout
 
 from .. import api
+from ..config import NETWORK_PRESETS, VOLUME_PRESETS
 from ..errors import InputError
 from .layers import (check_layer, layer_data, load_model_file, model_metadata, output_layer_kwargs, put_layer,
                      report, save_model_file, start_worker)
@@ -90,8 +91,10 @@ class TrainWidget(Panel):
         root.addWidget(train)
 
         self.advanced, form = advanced_box("Unchecked: the defaults below are used")
-        self.network_combo = combo(("auto", "tiny", "small", "paper"),
-                                   "Network size; auto = tiny on the CPU, small on a GPU")
+        self.network_combo = combo(("auto", *NETWORK_PRESETS, *VOLUME_PRESETS),
+                                   "Network size; auto = tiny on the CPU, small on a GPU. With Dimensions 3D the "
+                                   "sizes are the 2.5-D network (each plane blind, two planes on each side seen "
+                                   "whole); *-full3d is the full 3-D network (volumes only)")
         self.loss_combo = combo(("auto", "l2", "l1"), "auto = L1 for RGB camera images, L2 otherwise")
         self.patch_spin, self.batch_spin, self.lr_spin, self.seed_spin = loop_spins(api.DEFAULT_PATCH_SIZE)
         add_rows(form, (("Network", self.network_combo), ("Loss", self.loss_combo), ("Patch size", self.patch_spin),
