@@ -32,10 +32,13 @@ def test_train_a_3d_network_and_denoise_the_volume(make_napari_viewer, qtbot):
 
     d = _dock(viewer, "Denoise")
     assert d.model() is model
+    assert model.inference_blind_spot == 1 and d.blind_spot() == (1, 1, 1)  # the model's default, a cube
+    d.set_blind_spot(3)
+    assert d.blind_spot() == (1, 3, 3) and d.slider_label.text() == "1x3x3"  # in-plane; Z stays the model's
     d.set_blind_spot(1)
     d.denoise_button.click()
     qtbot.waitUntil(lambda: not d.busy, timeout=60_000)
-    out = _check_output(viewer, layer, "stack_denoised", model, 1, "ZYX")
+    out = _check_output(viewer, layer, "stack_denoised", model, [1, 1, 1], "ZYX")
     np.testing.assert_allclose(out.data, bsd.denoise(data, model, axes="ZYX", blind_spot=1), atol=1e-4)
     np.testing.assert_array_equal(layer.data, before)
     w.advanced.setChecked(True)  # the full 3-D network is a choice of the Network box

@@ -184,12 +184,23 @@ class DenoiseWidget(Panel):
         return SESSION.get(self.model_combo.currentText())
 
     def blind_spot(self):
-        """The slider's blind spot: an int, or ``(y, x)`` with "Per axis" ticked."""
+        """The slider's blind spot: an int, or ``(y, x)`` with "Per axis" ticked; for a 3-D model
+        ``(z, y, x)``, the sliders' in-plane sides with the Z side of the model's default (its Z
+        planes are what the noise correlation along Z allows, not a detail to tune)."""
         y = BLIND_SPOTS[self.slider.value()]
-        if not self.axis_check.isChecked():
-            return y
-        x = BLIND_SPOTS[self.slider_x.value()]
+        x = BLIND_SPOTS[self.slider_x.value()] if self.axis_check.isChecked() else y
+        z = self._z_side()
+        if z is not None and y != 0:
+            return (z, y, x)
         return y if y == x else (y, x)
+
+    def _z_side(self):
+        """The Z side of the selected 3-D model's default blind spot (None for a 2-D model)."""
+        model = self.model()
+        if model is None or model.config.network.spatial_dims != 3:
+            return None
+        s = model.inference_blind_spot
+        return int(s[0]) if isinstance(s, tuple) else int(s)
 
     def fusion(self):
         """``fusion=`` for the API: "auto" when the box is ticked (applies to AT-BSN at blind spots >= 1)."""
@@ -200,6 +211,8 @@ class DenoiseWidget(Panel):
         return "auto" if self.hot_pixels_check.isChecked() else "keep"
 
     def set_blind_spot(self, s) -> None:
+        if isinstance(s, (tuple, list)) and len(s) == 3:  # a 3-D model's (z, y, x): the sliders are in-plane
+            s = s[1] if s[1] == s[2] else tuple(s[1:])
         per_axis = isinstance(s, (tuple, list))
         if self.axis_check.isChecked() != per_axis:
             self.axis_check.setChecked(per_axis)  # (shows or hides the X slider)
@@ -244,7 +257,7 @@ class DenoiseWidget(Panel):
         self.axis_check.setEnabled(model is None or atbsn)
         if model is not None:
             s = model.inference_blind_spot
-            if atbsn and isinstance(s, tuple) and all(v in BLIND_SPOTS for v in s):
+            if atbsn and isinstance(s, tuple) and all(v in BLIND_SPOTS for v in s[-2:]):
                 self.set_blind_spot(s)
             else:
                 side = max(s) if isinstance(s, tuple) else s
