@@ -120,11 +120,46 @@ def test_clear_errors(model3d):
     assert not bsd.safety_check(vol, model3d, axes="ZYX").checked
 
 
-def test_lazy_input_is_refused_clearly(model3d):
+@pytest.mark.parametrize("which, shape, chunk, blocks", [("model3d", (2, 48, 48, 48), 24, (2, 2, 2)),
+                                                         ("model25d", (2, 20, 48, 48), 8, (3, 2, 2))])
+def test_lazy_and_zarr_volumes_equal_the_in_memory_result(which, shape, chunk, blocks, request, tmp_path):
+    """A 3-D model over a dask array and into a zarr store, in chunks of Z, Y and X with their halos
+    (small chunks, so every axis is split), gives the in-memory result; the input stays as it was."""
     import dask.array as da
+    import zarr
 
-    with pytest.raises(InputError, match="in-memory arrays only"):
-        bsd.denoise(da.from_array(_volume()), model3d, axes="ZYX")
+    model = request.getfixturevalue(which)
+    vol = _volume(shape, seed=3)  # TZYX: a time-lapse of volumes
+    kept = vol.copy()
+    whole = bsd.denoise(vol, model, axes="TZYX", check=False)
+    lazy = bsd.denoise(da.from_array(vol), model, axes="TZYX", tile_size=chunk, chunk_size=chunk)
+    assert isinstance(lazy, da.Array) and lazy.numblocks == (2,) + blocks  # Z (the 2.5-D halo is 2 planes), Y, X
+
+    np.testing.assert_allclose(lazy.compute(), whole, atol=1e-4)
+    src = zarr.open(str(tmp_path / "in.zarr"), mode="w", shape=vol.shape, chunks=(1, 8, 16, 16), dtype=vol.dtype)
+    src[:] = vol
+    out = bsd.denoise(str(tmp_path / "in.zarr"), model, axes="TZYX", out=str(tmp_path / "out.zarr"),
+                      tile_size=chunk, chunk_size=chunk)
+    np.testing.assert_allclose(np.asarray(zarr.open(str(out), mode="r")), whole, atol=1e-4)
+    np.testing.assert_array_equal(vol, kept)
+
+
+def test_lazy_volumes_fail_clearly(model25d, tmp_path):
+    import dask.array as da
+    import tifffile
+
+    vol = _volume((20, 48, 48), seed=4)
+    bad = vol.copy()
+    bad[17, 30, 40] = np.nan
+    with pytest.raises(InputError, match=r"NaN or infinite values near Z (8:16|16:20), Y 22:48, X 22:48"):
+        bsd.denoise(da.from_array(bad), model25d, axes="ZYX", chunk_size=8).compute()
+    tifffile.imwrite(tmp_path / "v.tif", vol)
+    with pytest.raises(InputError, match=r"zarr store \(out='d.zarr'\)"):
+        bsd.denoise(str(tmp_path / "v.tif"), model25d, axes="ZYX", out=str(tmp_path / "d.tif"))
+    # its own statistics (renormalize) from a subsample of the planes: close to the in-memory ones
+    own = bsd.denoise(da.from_array(vol * 2 + 100), model25d, axes="ZYX", renormalize=True).compute()
+    ref = bsd.denoise(vol * 2 + 100, model25d, axes="ZYX", renormalize=True, check=False)
+    assert np.abs(own - ref).mean() < 0.01 * ref.std()
 
 
 def test_cli_trains_and_applies_a_3d_model(tmp_path, capsys):
@@ -141,6 +176,12 @@ def test_cli_trains_and_applies_a_3d_model(tmp_path, capsys):
     assert m.config.network.z_context == 2  # the default volume network: 2.5-D
     assert main(["denoise", str(model), str(tif), "-o", str(out), "--blind-spot", "1x1x1", "-q"]) == 0
     assert tifffile.imread(out).shape == (16, 40, 36)
+    # streamed chunk by chunk into a zarr store: the same result
+    assert main(["denoise", str(model), str(tif), "-o", str(tmp_path / "den.zarr"), "--blind-spot", "1x1x1", "-q"]) == 0
+    import zarr
+
+    np.testing.assert_allclose(np.asarray(zarr.open(str(tmp_path / "den.zarr"), mode="r")), tifffile.imread(out),
+                               atol=1e-3)
 
 
 def test_z_correlation_estimate_is_exact_and_ignores_smooth_signal():

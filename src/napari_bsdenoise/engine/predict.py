@@ -81,7 +81,7 @@ def predict_iter(network, data: np.ndarray, *, blind_spot: int, device, precisio
                  tile: int | None = None, halo: int | None = None, batch_size: int = 1, roi=None):
     """Generator: yields :class:`ProgressEvent` per tile and returns the ``(N, C_out, Y, X)`` result.
 
-    ``roi=(y0, y1, x0, x1)`` predicts only that region (the result then has the roi's shape);
+    ``roi=(y0, y1, x0, x1)`` (for volumes ``(z0, z1, y0, y1, x0, x1)``) predicts only that region (the result then has the roi's shape);
     the rest of ``data`` is context.  ``data``'s origin and ``y0``/``x0`` must lie on the
     network's pooling grid (multiples of ``network.multiple`` in the whole image's frame) for
     the result to equal the untiled one; this is how :mod:`napari_bsdenoise.engine.tiling` runs one
@@ -92,10 +92,8 @@ def predict_iter(network, data: np.ndarray, *, blind_spot: int, device, precisio
     from ..nn.fast_unet import inference_form
 
     if data.ndim == 5:
-        if roi is not None:
-            raise ValueError("roi is 2-D only")
         return (yield from _predict_volumes(network, data, blind_spot=blind_spot, device=device,
-                                            precision=precision, tile=tile, halo=halo))
+                                            precision=precision, tile=tile, halo=halo, roi=roi))
     n, _c, h, w = data.shape
     tile, halo = tile_plan(network, blind_spot, tile, halo)
     ry0, ry1, rx0, rx1 = (0, h, 0, w) if roi is None else (int(v) for v in roi)
@@ -126,22 +124,36 @@ def predict_iter(network, data: np.ndarray, *, blind_spot: int, device, precisio
     return out
 
 
-def _predict_volumes(network, data: np.ndarray, *, blind_spot, device, precision, tile, halo):
+def volume_halos(network, blind_spot, halo) -> tuple[int, int, int]:
+    """The ``(z, y, x)`` halos of a 3-D network's tiles on the pooling grid: ``halo`` (an int for all
+    three axes, or a triple) or, by default, the network's receptive radius along each axis (a 2.5-D
+    network reaches only a few planes along Z)."""
+    multiple = getattr(network, "multiple", 1)
+    if halo is None:
+        radii = (network.receptive_radii(blind_spot) if hasattr(network, "receptive_radii")
+                 else (network.receptive_radius(blind_spot),) * 3)
+    else:
+        radii = tuple(halo) if isinstance(halo, (tuple, list)) else (int(halo),) * 3
+    return tuple(-(-int(r) // multiple) * multiple for r in radii)
+
+
+def _predict_volumes(network, data: np.ndarray, *, blind_spot, device, precision, tile, halo, roi=None):
     """:func:`predict_iter` for ``(N, C, Z, Y, X)`` volumes and a 3-D network: cubic tiles of side
-    ``tile`` on the pooling grid, each with a ``halo`` in Z, Y and X that is cropped after the pass."""
+    ``tile`` on the pooling grid, each with a halo in Z, Y and X (:func:`volume_halos`) that is cropped
+    after the pass."""
     import itertools
 
     import torch
 
     n = data.shape[0]
     size = data.shape[2:]
-    given = halo
-    tile, halo = tile_plan(network, blind_spot, tile, halo)
-    halos = (halo,) * 3
-    if given is None and hasattr(network, "receptive_radii"):  # a 2.5-D network reaches a few planes along Z
-        multiple = getattr(network, "multiple", 1)
-        halos = tuple(-(-r // multiple) * multiple for r in network.receptive_radii(blind_spot))
-    starts = list(itertools.product(*(tile_starts(s, tile) for s in size)))
+    tile, _ = tile_plan(network, blind_spot, tile, 0)
+    halos = volume_halos(network, blind_spot, halo)
+    bounds = [(0, s) for s in size] if roi is None else [(int(a), int(b)) for a, b in zip(roi[::2], roi[1::2])]
+    multiple = getattr(network, "multiple", 1)
+    if any(a % multiple for a, _ in bounds):
+        raise ValueError(f"roi start {tuple(a for a, _ in bounds)} is not on the pooling grid (multiples of {multiple})")
+    starts = list(itertools.product(*(tile_starts(b, tile, a) for a, b in bounds)))
     out = None
     total, done = n * len(starts), 0
     from ..nn.fast_unet import inference_form
@@ -150,16 +162,17 @@ def _predict_volumes(network, data: np.ndarray, *, blind_spot, device, precision
     with torch.no_grad(), autocast(device, precision):
         for i in range(n):
             for start in starts:
-                stop = [min(a + tile, s) for a, s in zip(start, size)]
+                stop = [min(a + tile, b) for a, (_, b) in zip(start, bounds)]
                 lo = [max(0, a - r) for a, r in zip(start, halos)]
                 hi = [min(s, b + r) for b, s, r in zip(stop, size, halos)]
                 window = (i, slice(None)) + tuple(slice(a, b) for a, b in zip(lo, hi))
                 x = torch.from_numpy(np.ascontiguousarray(data[window])[None]).to(device)
                 pred = network(x, blind_spot).float().cpu().numpy()[0]
                 if out is None:
-                    out = np.empty((n, pred.shape[0]) + tuple(size), dtype=np.float32)
+                    out = np.empty((n, pred.shape[0]) + tuple(b - a for a, b in bounds), dtype=np.float32)
                 inner = (slice(None),) + tuple(slice(a - c, b - c) for a, b, c in zip(start, stop, lo))
-                out[(i, slice(None)) + tuple(slice(a, b) for a, b in zip(start, stop))] = pred[inner]
+                place = tuple(slice(a - r0, b - r0) for a, b, (r0, _) in zip(start, stop, bounds))
+                out[(i, slice(None)) + place] = pred[inner]
                 done += 1
                 yield ProgressEvent("chunk", done, total, done / total)
     return out

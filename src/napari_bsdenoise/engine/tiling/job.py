@@ -42,13 +42,10 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
     from ...inputs import match_normalization
     from ...model import BlindSpotModel
     from ..inference import inference_layout, resolve_fusion, resolve_hot_pixels, wrap_network
-    from ..predict import auto_tile, chunk_sizes, tile_plan
+    from ..predict import DEFAULT_TILE_3D, auto_tile, chunk_sizes, tile_plan, volume_halos
 
     if not isinstance(model, BlindSpotModel):
         raise InputError(f"model must be a BlindSpotModel (from train or load_model), got {type(model).__name__}")
-    if model.config.network.spatial_dims == 3:
-        raise InputError("a 3-D model denoises in-memory arrays only in this version (no lazy, zarr, TIFF or out= "
-                         "tiling yet): pass the volume as a numpy array, or use a 2-D model for larger-than-memory data")
     src = image if isinstance(image, Source) else open_input(image)
     x = src.array
     check_lazy(x)
@@ -56,13 +53,14 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
     if axes is None and src.axes is not None and len(src.axes) == x.ndim:
         axes = src.axes
     layout, s = inference_layout(x, model, axes, blind_spot)
-    h, w = layout.spatial_shape
+    nd = cfg.network.spatial_dims
+    size = ((layout.n_slices,) if nd == 3 else ()) + layout.spatial_shape
     if dtype not in ("float32", "input"):
         out_dtype = np.dtype(dtype)
     else:
         out_dtype = np.dtype(np.float32) if dtype == "float32" else np.dtype(x.dtype)
 
-    # internal order: lead (T, Z as they come), C, Y, X
+    # internal order: lead (T, Z as they come), C, Y, X; for a 3-D network lead (T), C, Z, Y, X
     order = layout.order
     xin = to_internal(x, layout.axes, order)
     norm = (lazy_normalization(xin, layout) if renormalize else match_normalization(cfg.normalization, layout))
@@ -75,18 +73,27 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
     n_workers = n_workers or (len(client.scheduler_info().get("workers", {})) if client is not None
                               else min(os.cpu_count() or 1, 4))
     mem = parse_memory(memory) or default_memory(n_workers)
-    if tile_size is None:
-        tile_size = auto_tile(net, s, mem)
-    tile, halo = tile_plan(net, s, tile_size, None)
+    if nd == 3:
+        # a 3-D network tiles in cubes with a halo per axis; its chunks default to two tiles a side
+        tile, _ = tile_plan(net, s, DEFAULT_TILE_3D if tile_size is None else tile_size, 0)
+        halos = volume_halos(net, s, None)
+        halo = halos
+    else:
+        tile, halo = tile_plan(net, s, auto_tile(net, s, mem) if tile_size is None else tile_size, None)
+        halos = (halo, halo)
     m = net.multiple
-    chunk = tile if chunk_size is None else int(chunk_size)
-    chunk = max(-(-chunk // m) * m, halo, m)
-    cy, cx = chunk_sizes(h, chunk, halo), chunk_sizes(w, chunk, halo)
-    lead_chunks = tuple((1,) * n for n in xin.shape[:-3])
+    chunk = (tile if nd == 2 else 2 * tile) if chunk_size is None else int(chunk_size)
+    chunk = max(-(-chunk // m) * m, m)
+    sides = tuple(max(chunk, r) for r in halos)  # a chunk is at least its halo along each axis
+    chunk = max(sides)
+    spatial_chunks = tuple(chunk_sizes(n, c, r) for n, c, r in zip(size, sides, halos))
+    lead_chunks = tuple((1,) * n for n in xin.shape[: -nd - 1])
     cc = (layout.n_channels,) if cfg.channel_mode == "joint" else (1,) * layout.n_channels
-    xin = xin.rechunk(lead_chunks + (cc, cy, cx))
+    xin = xin.rechunk(lead_chunks + (cc,) + spatial_chunks)
+    depths = [r if len(c) > 1 else 0 for c, r in zip(spatial_chunks, halos)]
+    depth_z = depths[0] if nd == 3 else 0
     plan = Plan(layout.axes, order, cfg.channel_mode, tuple(norm.mean), tuple(norm.std), s, tile, halo, chunk, m,
-                str(dev), prec, depth_y=halo if len(cy) > 1 else 0, depth_x=halo if len(cx) > 1 else 0,
+                str(dev), prec, depth_y=depths[-2], depth_x=depths[-1], depth_z=depth_z, spatial_dims=nd,
                 fusion=dataclasses.asdict(fusion_params) if fusion_params is not None else None,
                 outliers=dataclasses.asdict(outlier_params) if outlier_params is not None else None)
     if client is not None:
@@ -96,9 +103,10 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
     else:
         ref = register_model(model)
     depth = {i: 0 for i in range(xin.ndim)}
+    depth[xin.ndim - 3] = plan.depth_z
     depth[xin.ndim - 2], depth[xin.ndim - 1] = plan.depth_y, plan.depth_x
     meta = np.empty((0,) * xin.ndim, dtype=np.float32)
-    if plan.depth_y or plan.depth_x:
+    if any(depth.values()):
         y = da.map_overlap(block_denoise, xin, depth=depth, boundary="none", trim=False, chunks=xin.chunks,
                            meta=meta, ref=ref, plan=plan, align_arrays=False, allow_rechunk=False)
     else:

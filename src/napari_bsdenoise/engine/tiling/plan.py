@@ -40,19 +40,21 @@ class Plan:
     """Everything a chunk task needs (small and picklable)."""
 
     axes: str  # input axes
-    order: str  # internal order: lead axes, C, Y, X
+    order: str  # internal order: lead axes, C, (Z,) Y, X
     channel_mode: str
     mean: tuple
     std: tuple
-    blind_spot: int
+    blind_spot: int | tuple
     tile: int
-    halo: int
+    halo: int | tuple  # a 3-D network's is (z, y, x)
     chunk: int
     multiple: int
     device: str
     precision: str
     depth_y: int = 0
     depth_x: int = 0
+    depth_z: int = 0
+    spatial_dims: int = 2  # 3: chunks are (lead.., C, Z, Y, X) blocks of a 3-D network
     fusion: dict | None = None  # FusionParams as a dict: the noisy-input fusion of AT-BSN outputs
     outliers: dict | None = None  # OutlierParams as a dict: hot pixels repaired in the input
 
@@ -61,9 +63,12 @@ class Plan:
 
 
 def lazy_normalization(x, layout):
-    """Global per-channel mean/std from an evenly spread subsample of a lazy ``(lead.., C, Y, X)`` array."""
+    """Global per-channel mean/std from an evenly spread subsample of a lazy ``(lead.., C, Y, X)`` array
+    (or ``(lead.., C, Z, Y, X)`` for a 3-D network, whose Z planes are sampled as lead axes)."""
     from ...config import Normalization
 
+    if layout.spatial_dims == 3:
+        x = x.swapaxes(-4, -3)
     lead = x.shape[:-3]
     n_lead = int(np.prod(lead)) if lead else 1
     flat = x.reshape((n_lead,) + x.shape[-3:])

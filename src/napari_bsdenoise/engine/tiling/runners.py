@@ -22,29 +22,35 @@ log = logging.getLogger(__name__)
 
 
 def block_denoise(block, *, ref: ModelRef, plan: Plan, block_info=None):
-    """The mapped function: ``block`` is one chunk plus its halo, internal order (lead.., C, Y, X)."""
+    """The mapped function: ``block`` is one chunk plus its halo, internal order (lead.., C, Y, X), or
+    (lead.., C, Z, Y, X) for a 3-D network."""
     import torch
 
     from ..predict import predict
 
+    nd = plan.spatial_dims
     loc = block_info[None]["array-location"]
-    (c0, c1), (y0, y1), (x0, x1) = loc[-3], loc[-2], loc[-1]
-    ya, xa = max(0, y0 - plan.depth_y), max(0, x0 - plan.depth_x)
-    lead = block.shape[:-3]
-    c, hb, wb = block.shape[-3:]
-    data = np.asarray(block, dtype=np.float32).reshape((-1, c, hb, wb))
+    c0, c1 = loc[-nd - 1]
+    spans = [tuple(v) for v in loc[-nd:]]  # the chunk, without its halo
+    depths = (plan.depth_z, plan.depth_y, plan.depth_x)[-nd:]
+    origin = [max(0, a - d) for (a, _), d in zip(spans, depths)]  # where the block (with halo) starts
+    lead = block.shape[: -nd - 1]
+    c, size = block.shape[-nd - 1], block.shape[-nd:]
+    data = np.asarray(block, dtype=np.float32).reshape((-1, c) + size)
     if not np.isfinite(data).all():
         # lazy data cannot be checked up front without reading it all: check each chunk as it is read
+        where = ", ".join(f"{a} {lo}:{hi}" for a, (lo, hi) in zip("ZYX"[-nd:], spans))
         raise InputError(
-            f"the image has NaN or infinite values near Y {y0}:{y1}, X {x0}:{x1} (chunk {block_info[None]['chunk-location']}); "
+            f"the image has NaN or infinite values near {where} (chunk {block_info[None]['chunk-location']}); "
             "replace them (e.g. with the median) before denoising"
         )
-    mean = np.asarray(plan.mean[c0:c1], np.float32)[None, :, None, None]
-    std = np.asarray(plan.std[c0:c1], np.float32)[None, :, None, None]
+    ones = (None,) * nd
+    mean = np.asarray(plan.mean[c0:c1], np.float32)[(None, slice(None)) + ones]
+    std = np.asarray(plan.std[c0:c1], np.float32)[(None, slice(None)) + ones]
     data = (data - mean) / std
     n = data.shape[0]
     if plan.channel_mode == "independent":
-        data = data.reshape(n * c, 1, hb, wb)
+        data = data.reshape((n * c, 1) + size)
     device = torch.device(plan.device)
     net = ref.network(device)
     if plan.fusion is not None or plan.outliers is not None:
@@ -54,7 +60,7 @@ def block_denoise(block, *, ref: ModelRef, plan: Plan, block_info=None):
 
         net = wrap_network(net, plan.fusion and FusionParams(**plan.fusion),
                            plan.outliers and OutlierParams(**plan.outliers))
-    roi = (y0 - ya, y1 - ya, x0 - xa, x1 - xa)
+    roi = tuple(v - o for (a, b), o in zip(spans, origin) for v in (a, b))
     tile = plan.tile
     while True:
         try:
@@ -74,8 +80,9 @@ def block_denoise(block, *, ref: ModelRef, plan: Plan, block_info=None):
             warnings.warn(msg, ResourceWarning, stacklevel=2)
             log.warning(msg)
             tile = new
-    out = out.reshape((n, c, y1 - y0, x1 - x0)) * std + mean
-    return out.reshape(lead + (c, y1 - y0, x1 - x0)).astype(np.float32, copy=False)
+    shape = tuple(b - a for a, b in spans)
+    out = out.reshape((n, c) + shape) * std + mean
+    return out.reshape(lead + (c,) + shape).astype(np.float32, copy=False)
 
 
 @dataclass
@@ -92,7 +99,7 @@ class DirectChunks:
 
     backing: object
     axes: str  # the input's axes
-    order: str  # internal order (lead.., C, Y, X)
+    order: str  # internal order (lead.., C, (Z,) Y, X)
     chunks: tuple  # internal chunks
     plan: Plan
     ref: ModelRef
@@ -106,7 +113,7 @@ class DirectChunks:
         internal = tuple(where[a] for a in order)
         out = list(block_slices(self.chunks, internal))
         win = list(out)
-        for k, d in ((-2, plan.depth_y), (-1, plan.depth_x)):
+        for k, d in ((-3, plan.depth_z if plan.spatial_dims == 3 else 0), (-2, plan.depth_y), (-1, plan.depth_x)):
             win[k] = slice(max(0, out[k].start - d), min(sum(self.chunks[k]), out[k].stop + d))
         raw = np.asarray(self.backing[tuple(win[order.index(a)] for a in axes)])
         info = {None: {"array-location": [(s.start, s.stop) for s in out], "chunk-location": internal}}

@@ -150,6 +150,9 @@ def _write_tiff(job: LazyJob, path: Path, overwrite, scheduler, client, n_worker
 
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists; pass overwrite=True or choose another name")
+    if job.plan.spatial_dims == 3:  # pages would each recompute the 3-D blocks that cover them
+        raise InputError(f"a 3-D model writes its tiled result to a zarr store (out='{path.stem}.zarr'), not to "
+                         "TIFF yet; or denoise in memory and save the array")
     axes = job.layout.axes
     canon = "".join(a for a in "TZCYX" if a in axes)
     if axes.endswith("YXC") and job.layout.channel_mode == "joint":
