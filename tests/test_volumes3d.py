@@ -141,21 +141,23 @@ def test_lazy_and_zarr_volumes_equal_the_in_memory_result(which, shape, chunk, b
     out = bsd.denoise(str(tmp_path / "in.zarr"), model, axes="TZYX", out=str(tmp_path / "out.zarr"),
                       tile_size=chunk, chunk_size=chunk)
     np.testing.assert_allclose(np.asarray(zarr.open(str(out), mode="r")), whole, atol=1e-4)
+    # into a TIFF: page by page from slabs of one Z chunk (each 3-D block computed once)
+    import tifffile
+
+    tif = bsd.denoise(str(tmp_path / "in.zarr"), model, axes="TZYX", out=str(tmp_path / "out.tif"),
+                      tile_size=chunk, chunk_size=chunk)
+    np.testing.assert_allclose(tifffile.imread(str(tif)), whole, atol=1e-4)
     np.testing.assert_array_equal(vol, kept)
 
 
 def test_lazy_volumes_fail_clearly(model25d, tmp_path):
     import dask.array as da
-    import tifffile
 
     vol = _volume((20, 48, 48), seed=4)
     bad = vol.copy()
     bad[17, 30, 40] = np.nan
     with pytest.raises(InputError, match=r"NaN or infinite values near Z (8:16|16:20), Y 22:48, X 22:48"):
         bsd.denoise(da.from_array(bad), model25d, axes="ZYX", chunk_size=8).compute()
-    tifffile.imwrite(tmp_path / "v.tif", vol)
-    with pytest.raises(InputError, match=r"zarr store \(out='d.zarr'\)"):
-        bsd.denoise(str(tmp_path / "v.tif"), model25d, axes="ZYX", out=str(tmp_path / "d.tif"))
     # its own statistics (renormalize) from a subsample of the planes: close to the in-memory ones
     own = bsd.denoise(da.from_array(vol * 2 + 100), model25d, axes="ZYX", renormalize=True).compute()
     ref = bsd.denoise(vol * 2 + 100, model25d, axes="ZYX", renormalize=True, check=False)
@@ -233,6 +235,8 @@ def test_25d_tiled_equals_untiled_and_file_round_trip(model25d, tmp_path):
     vol = _volume((16, 96, 40), seed=1)
     whole = bsd.denoise(vol, model25d, axes="ZYX", tile_size=512)
     np.testing.assert_allclose(bsd.denoise(vol, model25d, axes="ZYX", tile_size=8), whole, atol=1e-4)
+    # (z, y, x) tiles: each pass predicts only its own planes, the Z halo is context
+    np.testing.assert_allclose(bsd.denoise(vol, model25d, axes="ZYX", tile_size=(3, 16, 8)), whole, atol=1e-4)
     model25d.save(tmp_path / "v.safetensors")
     back = bsd.load_model(tmp_path / "v.safetensors")
     assert back.config.network.z_context == 1
@@ -270,3 +274,20 @@ def test_volume_presets_choose_the_network(tmp_path):
     assert main(["train", str(tmp_path / "v.tif"), "-o", str(tmp_path / "f.safetensors"),
                  "--spatial-dims", "3", "--network", "tiny-full3d", "--steps", "1", "-q"]) == 0
     assert bsd.load_model(tmp_path / "f.safetensors").config.network.z_context == 0
+
+
+def test_volume_tiles_and_halos_follow_the_network(model3d, model25d):
+    """The 2.5-D network tiles one plane of a 2-D-sized tile by default and does not round its Z sides to
+    the pooling grid (it does not pool along Z); the full 3-D network tiles cubes on its grid."""
+    from napari_bsdenoise.engine.predict import volume_halos, volume_tiles
+    from napari_bsdenoise.engine.tiling.runners import _smaller_tile
+
+    net25, net3 = model25d.network, model3d.network
+    assert volume_tiles(net25) == (1, 512, 512) and volume_tiles(net25, 8) == (1, 8, 8)
+    assert volume_tiles(net25, (3, 9, 16)) == (3, 10, 16)  # in-plane on the grid of 2, Z as asked
+    assert volume_halos(net25, 1, None)[0] == 1 and volume_halos(net25, 1, None)[1] % net25.multiple == 0
+    assert volume_tiles(net3) == (64, 64, 64) and volume_tiles(net3, (3, 8, 8)) == (4, 8, 8)
+    with pytest.raises(ValueError, match="tile"):
+        volume_tiles(net3, (8, 8))
+    assert _smaller_tile((4, 64, 64), 2) == (2, 32, 32) and _smaller_tile((1, 2, 2), 2) == (1, 2, 2)
+    assert _smaller_tile(64, 8) == 32

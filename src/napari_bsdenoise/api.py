@@ -278,7 +278,7 @@ def denoise(
     blind_spot: int | None = None,
     device=None,
     precision: str = "auto",
-    tile_size: int | None = None,
+    tile_size: int | tuple | None = None,
     renormalize: bool = False,
     callback=None,
     out=None,
@@ -310,8 +310,10 @@ def denoise(
         model's recommended ``inference_blind_spot``.
     device, precision : optional
         As in :func:`train`.
-    tile_size : int, optional
-        Tile side for inference (default 768; smaller uses less memory).
+    tile_size : int or (z, y, x), optional
+        Tile side for inference (default 768; smaller uses less memory).  For a 3-D model, an int is
+        the full 3-D network's cube side (default 64) or the 2.5-D network's in-plane side (default
+        one plane of 512 at a time).
     renormalize : bool
         Normalise with this image's own statistics instead of the model's
         (only when the new data's intensities differ from the training data).

@@ -15,6 +15,11 @@ from .progress import ProgressEvent, run_events
 
 DEFAULT_TILE = 768
 DEFAULT_TILE_3D = 64  # a cube: with its halo, a 144^3 window of the tiny 3-D network (~3 M voxels)
+# the 2.5-D network runs plane by plane: its tiles are a few planes of a 2-D-sized tile, and only the
+# tile's own planes go through it (the Z halo is read, not computed)
+# measured (benchmarks/bench_volume_speed.py): one plane at a time runs fastest on a CPU (1.8x a 2-D pass)
+PLANES_25D = 1
+DEFAULT_TILE_25D = (PLANES_25D, 512)  # (planes, in-plane side)
 
 
 #: Activation memory of one forward pass, bytes per input pixel per unit of network width
@@ -134,26 +139,51 @@ def volume_halos(network, blind_spot, halo) -> tuple[int, int, int]:
                  else (network.receptive_radius(blind_spot),) * 3)
     else:
         radii = tuple(halo) if isinstance(halo, (tuple, list)) else (int(halo),) * 3
-    return tuple(-(-int(r) // multiple) * multiple for r in radii)
+    z_multiple = 1 if getattr(network, "plane_wise", False) else multiple  # (no pooling along Z)
+    return tuple(-(-int(r) // m) * m for r, m in zip(radii, (z_multiple, multiple, multiple)))
+
+
+def volume_tiles(network, tile=None) -> tuple[int, int, int]:
+    """The ``(z, y, x)`` tile sides of a 3-D network, on its pooling grid.
+
+    ``tile`` is a triple, or an int: the cube side of the full 3-D network, the in-plane side of the
+    2.5-D one (which then takes :data:`PLANES_25D` planes per pass).  ``None``: the defaults
+    (:data:`DEFAULT_TILE_3D`, :data:`DEFAULT_TILE_25D`).
+    """
+    multiple = getattr(network, "multiple", 1)
+    plane_wise = getattr(network, "plane_wise", False)
+    if tile is None:
+        tile = (PLANES_25D, DEFAULT_TILE_25D[1], DEFAULT_TILE_25D[1]) if plane_wise else DEFAULT_TILE_3D
+    if isinstance(tile, (tuple, list)):
+        sides = tuple(int(v) for v in tile)
+    else:
+        sides = (PLANES_25D if plane_wise else int(tile), int(tile), int(tile))
+    if len(sides) != 3 or min(sides) < 1:
+        raise ValueError(f"a volume's tile is a positive side or (z, y, x) sides, got {tile!r}")
+    z_multiple = 1 if plane_wise else multiple  # the 2.5-D network does not pool along Z
+    rounded = lambda v, m: max(m, -(-v // m) * m)  # noqa: E731
+    return (rounded(sides[0], z_multiple),) + tuple(rounded(v, multiple) for v in sides[1:])
 
 
 def _predict_volumes(network, data: np.ndarray, *, blind_spot, device, precision, tile, halo, roi=None):
-    """:func:`predict_iter` for ``(N, C, Z, Y, X)`` volumes and a 3-D network: cubic tiles of side
-    ``tile`` on the pooling grid, each with a halo in Z, Y and X (:func:`volume_halos`) that is cropped
-    after the pass."""
+    """:func:`predict_iter` for ``(N, C, Z, Y, X)`` volumes and a 3-D network: tiles of
+    :func:`volume_tiles` sides on the pooling grid, each with a halo in Z, Y and X
+    (:func:`volume_halos`) that is cropped after the pass.  A plane-wise (2.5-D) network computes only
+    the tile's own planes: its Z halo is context that is read, never predicted."""
     import itertools
 
     import torch
 
     n = data.shape[0]
     size = data.shape[2:]
-    tile, _ = tile_plan(network, blind_spot, tile, 0)
+    tiles = volume_tiles(network, tile)
     halos = volume_halos(network, blind_spot, halo)
+    plane_wise = getattr(network, "plane_wise", False)
     bounds = [(0, s) for s in size] if roi is None else [(int(a), int(b)) for a, b in zip(roi[::2], roi[1::2])]
     multiple = getattr(network, "multiple", 1)
-    if any(a % multiple for a, _ in bounds):
+    if any(a % multiple for a, _ in bounds[int(plane_wise):]) or (not plane_wise and bounds[0][0] % multiple):
         raise ValueError(f"roi start {tuple(a for a, _ in bounds)} is not on the pooling grid (multiples of {multiple})")
-    starts = list(itertools.product(*(tile_starts(b, tile, a) for a, b in bounds)))
+    starts = list(itertools.product(*(tile_starts(b, t, a) for (a, b), t in zip(bounds, tiles))))
     out = None
     total, done = n * len(starts), 0
     from ..nn.fast_unet import inference_form
@@ -162,12 +192,17 @@ def _predict_volumes(network, data: np.ndarray, *, blind_spot, device, precision
     with torch.no_grad(), autocast(device, precision):
         for i in range(n):
             for start in starts:
-                stop = [min(a + tile, b) for a, (_, b) in zip(start, bounds)]
+                stop = [min(a + t, b) for a, t, (_, b) in zip(start, tiles, bounds)]
                 lo = [max(0, a - r) for a, r in zip(start, halos)]
                 hi = [min(s, b + r) for b, s, r in zip(stop, size, halos)]
                 window = (i, slice(None)) + tuple(slice(a, b) for a, b in zip(lo, hi))
                 x = torch.from_numpy(np.ascontiguousarray(data[window])[None]).to(device)
-                pred = network(x, blind_spot).float().cpu().numpy()[0]
+                if plane_wise:
+                    planes = slice(start[0] - lo[0], stop[0] - lo[0])
+                    pred = network(x, blind_spot, planes=planes).float().cpu().numpy()[0]
+                    lo = [start[0]] + lo[1:]  # the prediction starts at the tile's first plane
+                else:
+                    pred = network(x, blind_spot).float().cpu().numpy()[0]
                 if out is None:
                     out = np.empty((n, pred.shape[0]) + tuple(b - a for a, b in bounds), dtype=np.float32)
                 inner = (slice(None),) + tuple(slice(a - c, b - c) for a, b, c in zip(start, stop, lo))

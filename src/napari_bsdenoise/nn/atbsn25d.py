@@ -59,6 +59,7 @@ class ATBSN25D(ATBSN):
     """
 
     spatial_dims = 3
+    plane_wise = True  # forward(planes=...) predicts only some planes; the others are context
 
     def __init__(self, in_channels: int = 1, out_channels: int | None = None, *, width: int = 16, depth: int = 3,
                  z_context: int = 2):
@@ -129,6 +130,7 @@ class FastATBSN25D(nn.Module):
     (optionally in bf16), the context UNet and the head as trained (same ``forward``)."""
 
     spatial_dims = 3
+    plane_wise = True  # forward(planes=...) predicts only some planes; the others are context
 
     def __init__(self, net: ATBSN25D, *, dtype: torch.dtype = torch.float32, channels_last: bool = True):
         super().__init__()

@@ -42,7 +42,7 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
     from ...inputs import match_normalization
     from ...model import BlindSpotModel
     from ..inference import inference_layout, resolve_fusion, resolve_hot_pixels, wrap_network
-    from ..predict import DEFAULT_TILE_3D, auto_tile, chunk_sizes, tile_plan, volume_halos
+    from ..predict import auto_tile, chunk_sizes, tile_plan, volume_halos, volume_tiles
 
     if not isinstance(model, BlindSpotModel):
         raise InputError(f"model must be a BlindSpotModel (from train or load_model), got {type(model).__name__}")
@@ -73,18 +73,22 @@ def build(image, model, *, axes=None, blind_spot=None, device=None, precision="a
     n_workers = n_workers or (len(client.scheduler_info().get("workers", {})) if client is not None
                               else min(os.cpu_count() or 1, 4))
     mem = parse_memory(memory) or default_memory(n_workers)
+    m = net.multiple
     if nd == 3:
-        # a 3-D network tiles in cubes with a halo per axis; its chunks default to two tiles a side
-        tile, _ = tile_plan(net, s, DEFAULT_TILE_3D if tile_size is None else tile_size, 0)
+        # a 3-D network tiles in boxes with a halo per axis; its chunks default to two tiles a side (at
+        # least 16 planes for the plane-wise 2.5-D network, whose Z halo is read, not computed)
+        tile = volume_tiles(net, tile_size)
         halos = volume_halos(net, s, None)
         halo = halos
+        sides = tuple(2 * t for t in tile)
+        sides = (max(sides[0], 16) if getattr(net, "plane_wise", False) else sides[0],) + sides[1:]
     else:
         tile, halo = tile_plan(net, s, auto_tile(net, s, mem) if tile_size is None else tile_size, None)
         halos = (halo, halo)
-    m = net.multiple
-    chunk = (tile if nd == 2 else 2 * tile) if chunk_size is None else int(chunk_size)
-    chunk = max(-(-chunk // m) * m, m)
-    sides = tuple(max(chunk, r) for r in halos)  # a chunk is at least its halo along each axis
+        sides = (tile, tile)
+    if chunk_size is not None:
+        sides = (int(chunk_size),) * nd
+    sides = tuple(max(-(-c // m) * m, m, r) for c, r in zip(sides, halos))  # at least its halo along each axis
     chunk = max(sides)
     spatial_chunks = tuple(chunk_sizes(n, c, r) for n, c, r in zip(size, sides, halos))
     lead_chunks = tuple((1,) * n for n in xin.shape[: -nd - 1])

@@ -45,7 +45,7 @@ class Plan:
     mean: tuple
     std: tuple
     blind_spot: int | tuple
-    tile: int
+    tile: int | tuple  # a 3-D network's is (z, y, x)
     halo: int | tuple  # a 3-D network's is (z, y, x)
     chunk: int
     multiple: int

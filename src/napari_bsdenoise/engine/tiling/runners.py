@@ -72,8 +72,8 @@ def block_denoise(block, *, ref: ModelRef, plan: Plan, block_info=None):
                 raise
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-            new = max(plan.multiple, tile // 2 // plan.multiple * plan.multiple)
-            if new >= tile:
+            new = _smaller_tile(tile, plan.multiple)
+            if new == tile:
                 raise
             msg = f"out of memory on {device} with {tile}-pixel tiles; retrying with {new}"
             OOM_LOG.append(msg)
@@ -83,6 +83,14 @@ def block_denoise(block, *, ref: ModelRef, plan: Plan, block_info=None):
     shape = tuple(b - a for a, b in spans)
     out = out.reshape((n, c) + shape) * std + mean
     return out.reshape(lead + (c,) + shape).astype(np.float32, copy=False)
+
+
+def _smaller_tile(tile, multiple: int):
+    """Half the tile (in-plane only, for a volume's ``(z, y, x)`` tile), on the pooling grid."""
+    half = lambda v: max(multiple, v // 2 // multiple * multiple)  # noqa: E731
+    if isinstance(tile, tuple):
+        return (max(1, tile[0] // 2),) + tuple(half(v) for v in tile[1:])
+    return half(tile)
 
 
 @dataclass

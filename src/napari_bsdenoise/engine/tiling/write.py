@@ -145,14 +145,31 @@ def _write_zarr(job: LazyJob, path: Path, overwrite, scheduler, client, n_worker
     return path
 
 
+def _page_groups(res, canon: str, planes: list, slabs: bool) -> list:
+    """The pages of a TIFF output grouped by what computes them: ``(None, [page])`` for a 2-D model
+    (one page from the blocks that cover it); for a 3-D model ``(key, pages)``, where ``res[key]`` is
+    a slab of one Z chunk (with every channel) and ``pages`` the consecutive pages it holds, so no
+    3-D block is computed twice."""
+    if not slabs:
+        return [(None, [p]) for p in planes]
+    zpos = canon.index("Z")
+    bounds = np.cumsum((0,) + tuple(res.chunks[zpos]))
+    groups: list = []
+    for p in planes:
+        k = int(np.searchsorted(bounds, p[zpos], side="right") - 1)
+        key = tuple(p[:zpos]) + (slice(int(bounds[k]), int(bounds[k + 1])),)
+        if groups and groups[-1][0] == key:
+            groups[-1][1].append(p)
+        else:
+            groups.append((key, [p]))
+    return groups
+
+
 def _write_tiff(job: LazyJob, path: Path, overwrite, scheduler, client, n_workers, ome: bool):
     import tifffile
 
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists; pass overwrite=True or choose another name")
-    if job.plan.spatial_dims == 3:  # pages would each recompute the 3-D blocks that cover them
-        raise InputError(f"a 3-D model writes its tiled result to a zarr store (out='{path.stem}.zarr'), not to "
-                         "TIFF yet; or denoise in memory and save the array")
     axes = job.layout.axes
     canon = "".join(a for a in "TZCYX" if a in axes)
     if axes.endswith("YXC") and job.layout.channel_mode == "joint":
@@ -162,6 +179,7 @@ def _write_tiff(job: LazyJob, path: Path, overwrite, scheduler, client, n_worker
     lead_shape = res.shape[:-page_nd]
     planes = list(np.ndindex(*lead_shape)) if lead_shape else [()]
     total = len(planes)
+    groups = _page_groups(res, canon, planes, job.plan.spatial_dims == 3)
     t0 = time.perf_counter()
     partial = path.with_name(path.name + ".partial")
     runner = BlockRunner(scheduler, client, n_workers)
@@ -187,20 +205,31 @@ def _write_tiff(job: LazyJob, path: Path, overwrite, scheduler, client, n_worker
 
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
-    order, pending, buffer = deque(planes), {}, {}
+    order, pending, buffer = deque(groups), {}, {}
+    in_flight = runner.n if job.plan.spatial_dims == 3 else 2 * runner.n  # (3-D: slabs of a Z chunk each)
     next_plane, seen, ok = 0, len(OOM_LOG), False
     try:
         while next_plane < total:
-            while order and len(pending) < 2 * runner.n:
-                p = order.popleft()
-                if job.direct is not None:
+            while order and len(pending) < in_flight:
+                key, members = order.popleft()
+                if key is None and job.direct is not None:
+                    p = members[0]
                     fixed = dict(zip(canon[: len(p)], p))
                     fut = runner.submit_call(job.direct.plane, fixed, canon[len(p):])
+                elif key is None:
+                    fut = runner.submit(res[members[0]] if members[0] else res)
                 else:
-                    fut = runner.submit(res[p] if p else res)
-                pending[fut] = p
+                    fut = runner.submit(res[key])
+                pending[fut] = (key, members)
             for fut in runner.wait_first(pending):
-                buffer[pending.pop(fut)] = runner.result(fut)
+                key, members = pending.pop(fut)
+                data = runner.result(fut)
+                if key is None:
+                    buffer[members[0]] = data
+                else:  # a slab: its Z planes (and channels) are the pages
+                    z0 = key[-1].start
+                    for p in members:
+                        buffer[p] = data[(p[len(key) - 1] - z0,) + p[len(key):]]
             while next_plane < total and planes[next_plane] in buffer:
                 page = convert_dtype(buffer.pop(planes[next_plane]), job.out_dtype)
                 while True:
