@@ -147,7 +147,8 @@ def train(image, *, callback=None, **kwargs) -> BlindSpotModel:
         (:class:`~napari_bsdenoise.nn.atbsn25d.ATBSN25D`: each plane blind, two planes on each side
         beyond the Z side seen whole), with ``network="tiny-full3d"`` (``small-``, ``paper-``) the
         full 3-D one (:class:`~napari_bsdenoise.nn.atbsn3d.ATBSN3D`).  ``"auto"``: 3 for AT-BSN on data with at least 16 Z slices, else 2.  A 3-D model has no
-        noisy-input fusion, hot-pixel repair or safety check yet; it tiles lazy and zarr input in 3-D chunks.
+        noisy-input fusion or safety check yet; it repairs hot pixels plane by plane and tiles lazy
+        and zarr input in 3-D chunks.
     precision : {"auto", "fp32", "bf16"}
         Autocast precision.
     channels : {"joint", "independent"}, optional

@@ -102,8 +102,6 @@ def no_outlier_repair(model) -> str | None:
     """Why ``model`` repairs no outliers (hot pixels), or None when it does: the one rule behind
     :func:`resolve_hot_pixels`, :func:`repairs_outliers` and :func:`napari_bsdenoise.find_hot_pixels`."""
     cfg = model.config
-    if cfg.network.spatial_dims == 3:
-        return "a 3-D model repairs no hot pixels in this version (hot-pixel repair is 2-D only)"
     if not cfg.noise or "autocorrelation" not in cfg.noise:
         return "this model has no noise estimate of its training data to find outliers against (train it again)"
     return None

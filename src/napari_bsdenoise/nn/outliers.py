@@ -122,7 +122,14 @@ def ring_median(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def find_outliers(x: torch.Tensor, params: OutlierParams) -> tuple[torch.Tensor, torch.Tensor]:
     """``(mask, ring_median)`` of ``x`` (N, C, Y, X, normalised units): True where a pixel is an
-    outlier (module docstring)."""
+    outlier (module docstring).  A volume (N, C, Z, Y, X) is searched plane by plane: each Z plane is
+    one camera frame, and a camera's hot pixels sit at the same Y-X in every plane, so the planes
+    above and below cannot tell them from structure."""
+    if x.ndim == 5:
+        n, c, d, h, w = x.shape
+        mask, med = find_outliers(x.transpose(1, 2).reshape(n * d, c, h, w), params)
+        back = lambda t: t.reshape(n, d, c, h, w).transpose(1, 2)  # noqa: E731
+        return back(mask), back(med)
     with torch.autocast(device_type=x.device.type, enabled=False):
         x = x.float()
         med, spread = ring_median(x)
@@ -152,17 +159,25 @@ class OutlierGuard(nn.Module):
         self.network = network
         self.params = params
         self.multiple = getattr(network, "multiple", 1)
+        self.spatial_dims = getattr(network, "spatial_dims", 2)
+        self.plane_wise = getattr(network, "plane_wise", False)
 
     def receptive_radius(self, blind_spot: int = 1) -> int:
         return self.network.receptive_radius(blind_spot) + RADIUS
 
-    def forward(self, x: torch.Tensor, blind_spot: int = 1) -> torch.Tensor:
-        return self.network(repair(x, self.params), blind_spot)
+    def receptive_radii(self, blind_spot=1) -> tuple[int, int, int]:
+        """A 3-D network's ``(z, y, x)`` radii: the repair is in-plane, so only Y and X grow."""
+        radii = getattr(self.network, "receptive_radii", None)
+        z, y, x = radii(blind_spot) if radii is not None else (self.network.receptive_radius(blind_spot),) * 3
+        return z, y + RADIUS, x + RADIUS
+
+    def forward(self, x: torch.Tensor, blind_spot: int = 1, **kwargs) -> torch.Tensor:
+        return self.network(repair(x, self.params), blind_spot, **kwargs)  # (planes= for the 2.5-D network)
 
 
 def repair_samples(data, params: OutlierParams):
-    """``(repaired copy, outlier mask)`` of ``(N, C, Y, X)`` numpy data, one sample at a time (the ring
-    median takes 16 times a sample's memory)."""
+    """``(repaired copy, outlier mask)`` of ``(N, C, Y, X)`` numpy data (or ``(N, C, Z, Y, X)`` volumes,
+    plane by plane), one sample at a time (the ring median takes 16 times a sample's memory)."""
     import numpy as np
 
     out = np.array(data, dtype=np.float32, copy=True)
