@@ -272,3 +272,41 @@ def test_other_bad_input_raises():
         estimate_noise_correlation(np.zeros((4, 64, 64)))  # ambiguous axes
     with pytest.raises(InputError, match="4-D"):
         estimate_noise_correlation_samples(np.zeros((64, 64), np.float32))
+
+
+# --- hot pixels do not mislead the diagnostic -------------------------------------------------
+
+
+def test_hot_pixels_do_not_make_noise_look_correlated():
+    """0.3 % hot pixels (+20 sigma) push structured blocks into the estimate: without the diagnostic's own
+    spike pass, pixel-independent noise on scikit-image's ``cell`` is given a blind spot of 3."""
+    import napari_bsdenoise.noise.estimate as est
+    from napari_bsdenoise.noise.despike import despike
+
+    rng = np.random.default_rng(0)
+    clean = data.cell().astype(np.float64)
+    noisy = clean + rng.normal(0.0, 5.0, clean.shape)
+    hot = noisy.copy()
+    idx = rng.choice(hot.size, int(0.003 * hot.size), replace=False)
+    hot.flat[idx] += 100
+    res = estimate_noise_correlation(hot)
+    assert (res.train_blind_spot, res.inference_blind_spot) == (1, 1)
+    assert abs(res.lag1_x) < 0.1 and abs(res.lag1_y) < 0.1
+    assert res.noise_std == pytest.approx(5.0, rel=0.2)
+    real = est.despike
+    try:  # the same image without the pass
+        est.despike = lambda s: (s, 0)
+        assert estimate_noise_correlation(hot).train_blind_spot != 1
+    finally:
+        est.despike = real
+    # the pass replaces (nearly) only the spikes, in a copy; an image without spikes comes back as it is
+    out, n = despike(hot[None, None])
+    assert n >= 0.9 * len(idx) and np.abs(out[0, 0].flat[idx] - clean.flat[idx]).mean() < 10
+    assert np.count_nonzero(out[0, 0] != hot.astype(np.float32)) <= n and hot.max() > clean.max() + 50
+    smooth = clean.astype(np.float32)[None, None]
+    assert despike(smooth)[1] == 0 and despike(smooth)[0] is smooth
+    # a thin line and a diffraction-limited spot are not spikes
+    img = noisy.copy()
+    img[100, 50:150] += 100
+    img[300:303, 300:303] += 100
+    assert despike(img[None, None])[1] <= 2

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import InputError
 from .blocks import prepare_channel
+from .despike import despike
 from .detrend import DETREND_ORDER, design, effective_dof, half_lags
 from .recommend import EXTENDED_MAX_LAG, MILD_NOISE_FRACTION, recommend, spot
 from .result import NoiseCorrelation
@@ -36,6 +37,25 @@ def estimate_noise_correlation_samples(
     return result
 
 
+def _channel_results(samples, block, max_lag, lags, a, seed):
+    """``(per-channel results, per-channel noise curves)`` of :func:`~.statistics.channel_estimate`."""
+    rng = np.random.default_rng(seed)
+    prepared = [(ch, prepare_channel(samples[:, ch], block, max_lag, rng)) for ch in range(samples.shape[1])]
+    prepared = [(ch, p) for ch, p in prepared if p is not None]
+    # the spread of noise-only block variances (chi-square dof) depends on the correlation: iterate
+    dof = effective_dof(block, max_lag, DETREND_ORDER, np.eye(1, len(lags)).ravel())
+    results, curves = [], {}
+    for _ in range(2):
+        new = [(ch, r) for ch, r in ((ch, channel_estimate(p, block, lags, a, dof)) for ch, p in prepared)
+               if r is not None]
+        if not new:
+            break
+        curves = {ch: r[3] for ch, r in new}
+        results = [r for _, r in new]
+        dof = effective_dof(block, max_lag, DETREND_ORDER, np.mean([r[0] for r in results], axis=0))
+    return results, curves
+
+
 def _estimate(samples, max_lag, block, seed) -> NoiseCorrelation:
     samples = np.asarray(samples)
     if samples.ndim != 4:
@@ -55,28 +75,23 @@ def _estimate(samples, max_lag, block, seed) -> NoiseCorrelation:
     if not np.all(np.isfinite(samples)):
         raise InputError("the image contains NaN or infinite values; replace them before estimating the noise")
 
-    rng = np.random.default_rng(seed)
     a, _ = design(block, max_lag, DETREND_ORDER)
     lags = half_lags(max_lag)
-    prepared = [(ch, prepare_channel(samples[:, ch], block, max_lag, rng)) for ch in range(c)]
-    prepared = [(ch, p) for ch, p in prepared if p is not None]
-    # the spread of noise-only block variances (chi-square dof) depends on the correlation: iterate
-    dof = effective_dof(block, max_lag, DETREND_ORDER, np.eye(1, len(lags)).ravel())
-    results, curves = [], {}
-    for _ in range(2):
-        new = [(ch, r) for ch, r in ((ch, channel_estimate(p, block, lags, a, dof)) for ch, p in prepared)
-               if r is not None]
-        if not new:
-            break
-        curves = {ch: r[3] for ch, r in new}
-        results = [r for _, r in new]
-        dof = effective_dof(block, max_lag, DETREND_ORDER, np.mean([r[0] for r in results], axis=0))
+    # hot pixels push structured blocks into the correlation estimate: it reads a copy without spikes.
+    # The noise level and curve are read as before (on low-count data the pass also takes Poisson tails).
+    cleaned, n_spikes = despike(samples)
+    results, curves = _channel_results(cleaned, block, max_lag, lags, a, seed)
     if not results:
         raise InputError("no noise could be detected in the image (it is constant, or saturated everywhere)")
     rho_half = np.mean([r[0] for r in results], axis=0)
-    noise_std = float(math.sqrt(max(np.mean([r[1] for r in results]), 0.0)))
-    n_blocks = int(sum(r[2] for r in results))
     n_pairs = [r[2] * block * block for r in results]
+    levels = results
+    if n_spikes:
+        raw, raw_curves = _channel_results(samples, block, max_lag, lags, a, seed)
+        if raw:
+            levels, curves = raw, raw_curves
+    noise_std = float(math.sqrt(max(np.mean([r[1] for r in levels]), 0.0)))
+    n_blocks = int(sum(r[2] for r in levels))
 
     acf = np.zeros((2 * max_lag + 1, 2 * max_lag + 1))
     for (dy, dx), r in zip(lags, rho_half):
