@@ -133,14 +133,19 @@ def volume_halos(network, blind_spot, halo) -> tuple[int, int, int]:
     """The ``(z, y, x)`` halos of a 3-D network's tiles on the pooling grid: ``halo`` (an int for all
     three axes, or a triple) or, by default, the network's receptive radius along each axis (a 2.5-D
     network reaches only a few planes along Z)."""
-    multiple = getattr(network, "multiple", 1)
     if halo is None:
         radii = (network.receptive_radii(blind_spot) if hasattr(network, "receptive_radii")
                  else (network.receptive_radius(blind_spot),) * 3)
     else:
         radii = tuple(halo) if isinstance(halo, (tuple, list)) else (int(halo),) * 3
-    z_multiple = 1 if getattr(network, "plane_wise", False) else multiple  # (no pooling along Z)
-    return tuple(-(-int(r) // m) * m for r, m in zip(radii, (z_multiple, multiple, multiple)))
+    return tuple(-(-int(r) // m) * m for r, m in zip(radii, volume_grid(network)))
+
+
+def volume_grid(network) -> tuple[int, int, int]:
+    """The ``(z, y, x)`` pooling multiples of a 3-D network: the plane-wise 2.5-D one does not pool
+    along Z."""
+    multiple = getattr(network, "multiple", 1)
+    return (1 if getattr(network, "plane_wise", False) else multiple, multiple, multiple)
 
 
 def volume_tiles(network, tile=None) -> tuple[int, int, int]:
@@ -150,7 +155,6 @@ def volume_tiles(network, tile=None) -> tuple[int, int, int]:
     2.5-D one (which then takes :data:`PLANES_25D` planes per pass).  ``None``: the defaults
     (:data:`DEFAULT_TILE_3D`, :data:`DEFAULT_TILE_25D`).
     """
-    multiple = getattr(network, "multiple", 1)
     plane_wise = getattr(network, "plane_wise", False)
     if tile is None:
         tile = (PLANES_25D, DEFAULT_TILE_25D[1], DEFAULT_TILE_25D[1]) if plane_wise else DEFAULT_TILE_3D
@@ -160,9 +164,7 @@ def volume_tiles(network, tile=None) -> tuple[int, int, int]:
         sides = (PLANES_25D if plane_wise else int(tile), int(tile), int(tile))
     if len(sides) != 3 or min(sides) < 1:
         raise ValueError(f"a volume's tile is a positive side or (z, y, x) sides, got {tile!r}")
-    z_multiple = 1 if plane_wise else multiple  # the 2.5-D network does not pool along Z
-    rounded = lambda v, m: max(m, -(-v // m) * m)  # noqa: E731
-    return (rounded(sides[0], z_multiple),) + tuple(rounded(v, multiple) for v in sides[1:])
+    return tuple(max(m, -(-v // m) * m) for v, m in zip(sides, volume_grid(network)))
 
 
 def _predict_volumes(network, data: np.ndarray, *, blind_spot, device, precision, tile, halo, roi=None):
@@ -180,9 +182,9 @@ def _predict_volumes(network, data: np.ndarray, *, blind_spot, device, precision
     halos = volume_halos(network, blind_spot, halo)
     plane_wise = getattr(network, "plane_wise", False)
     bounds = [(0, s) for s in size] if roi is None else [(int(a), int(b)) for a, b in zip(roi[::2], roi[1::2])]
-    multiple = getattr(network, "multiple", 1)
-    if any(a % multiple for a, _ in bounds[int(plane_wise):]) or (not plane_wise and bounds[0][0] % multiple):
-        raise ValueError(f"roi start {tuple(a for a, _ in bounds)} is not on the pooling grid (multiples of {multiple})")
+    grid = volume_grid(network)
+    if any(a % m for (a, _), m in zip(bounds, grid)):
+        raise ValueError(f"roi start {tuple(a for a, _ in bounds)} is not on the pooling grid (multiples of {grid})")
     starts = list(itertools.product(*(tile_starts(b, t, a) for (a, b), t in zip(bounds, tiles))))
     out = None
     total, done = n * len(starts), 0

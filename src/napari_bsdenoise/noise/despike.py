@@ -24,7 +24,7 @@ _MAD_TO_SIGMA = 1.2533  # E|x| = sigma * sqrt(2 / pi) for Gaussian x
 
 
 def _spikes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(y, x) indices of the spikes of one 2-D image, their ring medians)``.  A cheap screen on the
+    """``((ys, xs), ring medians)`` of the spikes of one 2-D image.  A cheap screen on the
     ring's mean (uniform filters: about 0.1 s per megapixel) picks the candidates; only they get a
     ring median."""
     from scipy import ndimage as ndi

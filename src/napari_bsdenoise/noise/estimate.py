@@ -30,10 +30,11 @@ def estimate_noise_correlation_samples(
     correlated at ``max_lag`` is measured again out to lag 7 (what 16-pixel blocks allow), so that the
     blind spot can cover it.
     """
-    result = _estimate(samples, max_lag, block, seed)
+    despiked: dict = {}  # (the spike pass runs once for both estimates)
+    result = _estimate(samples, max_lag, block, seed, despiked)
     if (extend and result.correlation_reaches_edge and max_lag < EXTENDED_MAX_LAG
             and block >= 2 * EXTENDED_MAX_LAG + 2):
-        result = _estimate(samples, EXTENDED_MAX_LAG, block, seed)
+        result = _estimate(samples, EXTENDED_MAX_LAG, block, seed, despiked)
     return result
 
 
@@ -56,7 +57,7 @@ def _channel_results(samples, block, max_lag, lags, a, seed):
     return results, curves
 
 
-def _estimate(samples, max_lag, block, seed) -> NoiseCorrelation:
+def _estimate(samples, max_lag, block, seed, despiked: dict) -> NoiseCorrelation:
     samples = np.asarray(samples)
     if samples.ndim != 4:
         raise InputError(f"samples must be a 4-D (N, C, Y, X) array, got shape {samples.shape}")
@@ -79,7 +80,9 @@ def _estimate(samples, max_lag, block, seed) -> NoiseCorrelation:
     lags = half_lags(max_lag)
     # hot pixels push structured blocks into the correlation estimate: it reads a copy without spikes.
     # The noise level and curve are read as before (on low-count data the pass also takes Poisson tails).
-    cleaned, n_spikes = despike(samples)
+    if "samples" not in despiked:  # (cached by the caller across its two estimates)
+        despiked["samples"] = despike(samples)
+    cleaned, n_spikes = despiked["samples"]
     results, curves = _channel_results(cleaned, block, max_lag, lags, a, seed)
     if not results:
         raise InputError("no noise could be detected in the image (it is constant, or saturated everywhere)")

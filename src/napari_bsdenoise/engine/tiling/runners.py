@@ -121,7 +121,7 @@ class DirectChunks:
         internal = tuple(where[a] for a in order)
         out = list(block_slices(self.chunks, internal))
         win = list(out)
-        for k, d in ((-3, plan.depth_z if plan.spatial_dims == 3 else 0), (-2, plan.depth_y), (-1, plan.depth_x)):
+        for k, d in ((-3, plan.depth_z), (-2, plan.depth_y), (-1, plan.depth_x)):  # (depth_z: 0 in 2-D)
             win[k] = slice(max(0, out[k].start - d), min(sum(self.chunks[k]), out[k].stop + d))
         raw = np.asarray(self.backing[tuple(win[order.index(a)] for a in axes)])
         info = {None: {"array-location": [(s.start, s.stop) for s in out], "chunk-location": internal}}
